@@ -1,0 +1,10 @@
+"""(being written)"""
+HELP = '(not yet implemented)'
+
+
+def add_arguments(parser):
+    pass
+
+
+def run(args):
+    raise NotImplementedError

@@ -1,0 +1,15 @@
+"""CIFAR-10 constants shared by every model cfg, loader and command: one table, no copies elsewhere."""
+
+# Official CIFAR-10 per-channel statistics of the training set (RGB, on [0, 1] pixels).
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+# Class names in label order, as in the official `batches.meta`.
+CIFAR10_CLASSES = (
+    'airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck',
+)
+CIFAR10_NUM_CLASSES = len(CIFAR10_CLASSES)
+CIFAR10_INPUT_SIZE = (3, 32, 32)
+
+# Test images 0..1016 are the only test pixels known to be exact in the shared copy (see ../shared/cifar10).
+EXACT_TEST_SLICE = slice(0, 1017)

@@ -1,0 +1,101 @@
+"""What every cifar-timm family shares: the CIFAR pretrained cfg, the default-cfg table and the builder.
+
+`cifar_cfg` fills in what is true of every CIFAR-10 model (32x32 input, crop_pct 1.0, official mean/std,
+10 labelled classes); a family adds only its own `first_conv`, `classifier` and source. `cifar_default_cfgs`
+turns a family's `{name: cfg}` table into timm default cfgs, adding one `name.tag` entry per weight published
+in `pretrained_tags.json` (written by `cifar-timm export`), so weights stay data, never code.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from timm.models import build_model_with_cfg, generate_default_cfgs
+
+from ..constants import CIFAR10_CLASSES, CIFAR10_INPUT_SIZE, CIFAR10_MEAN, CIFAR10_NUM_CLASSES, CIFAR10_STD
+
+PRETRAINED_TAGS_FILE = Path(__file__).with_name('pretrained_tags.json')
+
+
+@dataclass(frozen=True)
+class SourceResult:
+    """Top-1 (%) that the source project reports for an architecture, and what kind of number it is."""
+    top1: float
+    note: str = ''
+
+
+# Filled by `cifar_default_cfgs`: architecture name -> the source's reported result (None when it reports none).
+SOURCE_RESULTS: dict[str, Optional[SourceResult]] = {}
+
+
+def cifar_cfg(
+        first_conv: str,
+        classifier: str,
+        origin_url: str,
+        paper_ids: Optional[str] = None,
+        license: Optional[str] = None,
+        **kwargs: Any,
+) -> dict[str, Any]:
+    """A timm pretrained cfg for a CIFAR-10 model; kwargs override the defaults."""
+    return {
+        'input_size': CIFAR10_INPUT_SIZE,
+        'fixed_input_size': False,
+        'interpolation': 'bilinear',
+        'crop_pct': 1.0,
+        'crop_mode': 'center',
+        'mean': CIFAR10_MEAN,
+        'std': CIFAR10_STD,
+        'num_classes': CIFAR10_NUM_CLASSES,
+        'label_names': CIFAR10_CLASSES,
+        'pool_size': None,
+        'first_conv': first_conv,
+        'classifier': classifier,
+        'origin_url': origin_url,
+        'paper_ids': paper_ids,
+        'license': license,
+        **kwargs,
+    }
+
+
+def load_pretrained_tags() -> dict[str, dict[str, Any]]:
+    """`{'name.tag': cfg overlay}` for every published weight (hf_hub_id, sha256, measured results...)."""
+    if not PRETRAINED_TAGS_FILE.exists():
+        return {}
+    return json.loads(PRETRAINED_TAGS_FILE.read_text())
+
+
+def cifar_default_cfgs(
+        cfgs: dict[str, dict[str, Any]],
+        source_top1: Optional[dict[str, Optional[SourceResult]]] = None,
+) -> dict:
+    """timm default cfgs for a family: one untagged cfg per architecture plus one per published weight.
+
+    `source_top1` records what the source project reports, for `cifar-timm list` and the model cards.
+    """
+    published = load_pretrained_tags()
+    entries: dict[str, dict[str, Any]] = {}
+    for name, cfg in cfgs.items():
+        tags = {k: v for k, v in published.items() if k.split('.', 1)[0] == name}
+        for name_tag, overlay in sorted(tags.items()):
+            entries[name_tag] = {**cfg, **_cfg_fields(overlay)}
+        if not tags:
+            entries[name] = cfg
+        SOURCE_RESULTS[name] = (source_top1 or {}).get(name)
+    return generate_default_cfgs(entries)
+
+
+def _cfg_fields(overlay: dict[str, Any]) -> dict[str, Any]:
+    """The part of a published-tag record that belongs in a timm PretrainedCfg (the rest is results)."""
+    from timm.models._pretrained import PretrainedCfg
+    fields = PretrainedCfg.__dataclass_fields__
+    return {k: v for k, v in overlay.items() if k in fields}
+
+
+def create_cifar_model(model_cls: Callable, variant: str, pretrained: bool = False, **kwargs: Any):
+    """Build a cifar-timm model through timm's `build_model_with_cfg` (pretrained loading, features_only...).
+
+    Families pass their own `feature_cfg` (e.g. `out_indices` = one per stage).
+    """
+    return build_model_with_cfg(model_cls, variant, pretrained, **kwargs)

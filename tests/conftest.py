@@ -1,0 +1,27 @@
+"""Shared fixtures. The CIFAR-10 copy is built once per run from ../shared/cifar10 (or taken from
+$CIFAR_TIMM_TEST_DATA, which .ci/run sets); tests that need it are skipped with the reason when neither exists."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_CIFAR10 = REPO_ROOT.parent / 'shared' / 'cifar10'
+
+
+@pytest.fixture(scope='session')
+def cifar_root(tmp_path_factory) -> Path:
+    """Root folder holding `cifar-10-batches-py/` (torchvision's `root`)."""
+    env_root = os.environ.get('CIFAR_TIMM_TEST_DATA')
+    if env_root and (Path(env_root) / 'cifar-10-batches-py').is_dir():
+        return Path(env_root)
+    build_script = SHARED_CIFAR10 / 'build.py'
+    if not build_script.exists():
+        pytest.skip(f'no CIFAR-10 copy: set CIFAR_TIMM_TEST_DATA or provide {build_script}')
+    root = tmp_path_factory.mktemp('cifar10')
+    subprocess.run([sys.executable, str(build_script), str(root)], check=True, capture_output=True)
+    return root
