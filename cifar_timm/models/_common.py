@@ -4,19 +4,17 @@
 10 labelled classes); a family adds only its own `first_conv`, `classifier` and source. `cifar_default_cfgs`
 turns a family's `{name: cfg}` table into timm default cfgs, adding one `name.tag` entry per weight published
 in `pretrained_tags.json` (written by `cifar-timm export`), so weights stay data, never code.
+`create_cifar_model` lets `cifar_timm.hub` locate and verify the weights, then leaves loading to timm.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Optional
 
 from timm.models import build_model_with_cfg, generate_default_cfgs
 
 from ..constants import CIFAR10_CLASSES, CIFAR10_INPUT_SIZE, CIFAR10_MEAN, CIFAR10_NUM_CLASSES, CIFAR10_STD
-
-PRETRAINED_TAGS_FILE = Path(__file__).with_name('pretrained_tags.json')
+from ..hub import load_pretrained_tags, resolve_pretrained_kwargs
 
 
 @dataclass(frozen=True)
@@ -59,13 +57,6 @@ def cifar_cfg(
     }
 
 
-def load_pretrained_tags() -> dict[str, dict[str, Any]]:
-    """`{'name.tag': cfg overlay}` for every published weight (hf_hub_id, sha256, measured results...)."""
-    if not PRETRAINED_TAGS_FILE.exists():
-        return {}
-    return json.loads(PRETRAINED_TAGS_FILE.read_text())
-
-
 def cifar_default_cfgs(
         cfgs: dict[str, dict[str, Any]],
         source_top1: Optional[dict[str, Optional[SourceResult]]] = None,
@@ -87,7 +78,10 @@ def cifar_default_cfgs(
 
 
 def _cfg_fields(overlay: dict[str, Any]) -> dict[str, Any]:
-    """The part of a published-tag record that belongs in a timm PretrainedCfg (the rest is results)."""
+    """The part of a published-tag record that belongs in a timm PretrainedCfg.
+
+    The rest (sha256, size, results) has no PretrainedCfg field; `cifar_timm.hub` reads it by name at load time.
+    """
     from timm.models._pretrained import PretrainedCfg
     fields = PretrainedCfg.__dataclass_fields__
     return {k: v for k, v in overlay.items() if k in fields}
@@ -96,6 +90,9 @@ def _cfg_fields(overlay: dict[str, Any]) -> dict[str, Any]:
 def create_cifar_model(model_cls: Callable, variant: str, pretrained: bool = False, **kwargs: Any):
     """Build a cifar-timm model through timm's `build_model_with_cfg` (pretrained loading, features_only...).
 
-    Families pass their own `feature_cfg` (e.g. `out_indices` = one per stage).
+    Families pass their own `feature_cfg` (e.g. `out_indices` = one per stage). With `pretrained`, the weights
+    file is found ($CIFAR_TIMM_WEIGHTS, hub/, the Hub) and checked first, then timm loads it as a `file` overlay.
     """
+    if pretrained:
+        kwargs = resolve_pretrained_kwargs(variant, kwargs)
     return build_model_with_cfg(model_cls, variant, pretrained, **kwargs)

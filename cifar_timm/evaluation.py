@@ -1,0 +1,192 @@
+"""Evaluate a classifier on CIFAR images held as uint8 tensors: top-1, top-5, NLL, ECE, images/s and the 95%
+Wilson interval of the top-1, the numbers `cifar-timm eval` prints and the training recipes record.
+
+The batches come from `GpuCifarLoader(train=False)`, so evaluation reads the same device-resident tensors as
+training. ECE uses 15 equal-width confidence bins (Guo et al., 2017). Accuracies and ECE are in percent.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .constants import CIFAR10_MEAN, CIFAR10_STD
+from .data.gpu_loader import GpuCifarLoader
+from .errors import CifarTimmError
+
+ECE_BINS = 15
+
+
+class ModelInputError(CifarTimmError):
+    """The model does not take CIFAR-sized input or does not have one output per CIFAR class."""
+
+
+def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of the accuracy `correct / n`, in percent (z=1.96: 95%)."""
+    if n <= 0:
+        raise ValueError('wilson_interval needs n > 0')
+    p = correct / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return 100 * max(0.0, centre - half), 100 * min(1.0, centre + half)
+
+
+def check_model_input(model: torch.nn.Module, image_size: Sequence[int]) -> None:
+    """Raise ModelInputError when the model's pretrained_cfg asks for another input size than the images have."""
+    cfg = getattr(model, 'pretrained_cfg', None) or {}
+    input_size = cfg.get('input_size')
+    if input_size is not None and tuple(input_size[-2:]) != tuple(image_size):
+        name = cfg.get('architecture') or type(model).__name__
+        raise ModelInputError(
+            f'{name} expects {tuple(input_size)} input (its pretrained_cfg) but CIFAR images are '
+            f'(3, {image_size[0]}, {image_size[1]}): evaluate a CIFAR model (`cifar-timm list`), or create it with '
+            f'pretrained_cfg_overlay=dict(input_size=(3, {image_size[0]}, {image_size[1]})) if it really takes them')
+
+
+def evaluate(
+        model: torch.nn.Module,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        batch_size: int = 500,
+        device: Union[str, torch.device] = 'cpu',
+        amp_dtype: Optional[torch.dtype] = None,
+        tta: bool = False,
+        mean: Optional[Sequence[float]] = None,
+        std: Optional[Sequence[float]] = None,
+        progress: bool = False,
+) -> dict[str, Any]:
+    """Metrics of `model` on uint8 (N, 3, H, W) `images` with int64 `labels`.
+
+    The model is moved to `device` and put in eval mode for the run (its train/eval mode is restored after).
+    `mean`/`std` default to the model's pretrained_cfg (the CIFAR-10 constants when it has none). `tta` averages the
+    softmax of each image and its horizontal flip. Returns top1, top5, nll, ece, n, correct, top1_ci95 [lo, hi],
+    images_per_s.
+    """
+    device = torch.device(device)
+    cfg = getattr(model, 'pretrained_cfg', None) or {}
+    check_model_input(model, images.shape[-2:])
+    loader = GpuCifarLoader(
+        images, labels, batch_size, train=False, device=device,
+        mean=mean or cfg.get('mean', CIFAR10_MEAN), std=std or cfg.get('std', CIFAR10_STD))
+    num_classes = int(labels.max()) + 1 if len(labels) else 0
+    was_training = model.training
+    model.to(device).eval()
+
+    n = correct1 = correct5 = 0
+    nll_sum = torch.zeros((), dtype=torch.float64, device=device)
+    bin_count = torch.zeros(ECE_BINS, dtype=torch.float64, device=device)
+    bin_conf = torch.zeros_like(bin_count)
+    bin_correct = torch.zeros_like(bin_count)
+    _synchronize(device)
+    start = time.perf_counter()
+    with torch.inference_mode(), tqdm(total=len(labels), unit='img', desc='eval', disable=None if progress else True) as bar:
+        for step, (x, y) in enumerate(loader):
+            log_probs = _log_probs(model, x, tta, amp_dtype, device, first=step == 0)
+            if log_probs.shape[1] < num_classes:
+                raise ModelInputError(
+                    f'the model has {log_probs.shape[1]} outputs but the labels need {num_classes}: create it with '
+                    f'num_classes={num_classes} (every cifar-timm model has 10)')
+            k = min(5, log_probs.shape[1])
+            top = log_probs.topk(k, dim=1).indices
+            hit = top == y[:, None]
+            correct1 += int(hit[:, 0].sum())
+            correct5 += int(hit.any(dim=1).sum())
+            nll_sum += -log_probs.gather(1, y[:, None]).sum(dtype=torch.float64)
+            confidence = log_probs.max(dim=1).values.exp().double()
+            bins = (confidence * ECE_BINS).ceil().long().clamp_(1, ECE_BINS) - 1
+            bin_count.index_add_(0, bins, torch.ones_like(confidence))
+            bin_conf.index_add_(0, bins, confidence)
+            bin_correct.index_add_(0, bins, hit[:, 0].double())
+            n += len(y)
+            bar.update(len(y))
+    _synchronize(device)
+    elapsed = time.perf_counter() - start
+    if was_training:
+        model.train()
+    if n == 0:
+        raise CifarTimmError('no images to evaluate: pass a non-empty split or --indices range')
+    ece = (bin_correct - bin_conf).abs().sum() / n
+    return {
+        'top1': 100.0 * correct1 / n,
+        'top5': 100.0 * correct5 / n,
+        'nll': float(nll_sum) / n,
+        'ece': 100.0 * float(ece),
+        'n': n,
+        'correct': correct1,
+        'top1_ci95': list(wilson_interval(correct1, n)),
+        'images_per_s': n / elapsed if elapsed > 0 else float('inf'),
+    }
+
+
+def _log_probs(model, x, tta, amp_dtype, device, first) -> torch.Tensor:
+    """float32 log-probabilities of the batch (with TTA: log of the mean softmax of image and flip)."""
+    try:
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            log_probs = F.log_softmax(model(x).float(), dim=1)
+            if tta:
+                flipped = F.log_softmax(model(x.flip(3)).float(), dim=1)
+                log_probs = torch.logsumexp(torch.stack([log_probs, flipped]), dim=0) - math.log(2)
+    except RuntimeError as e:
+        if not first:
+            raise
+        raise ModelInputError(
+            f'the model failed on its first CIFAR batch of shape {tuple(x.shape)} ({e}): it does not take '
+            f'3x32x32 input; evaluate a CIFAR model (`cifar-timm list`)') from e
+    return log_probs
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def create_eval_model(
+        name: str,
+        pretrained: bool = False,
+        checkpoint: Optional[str] = None,
+        **kwargs: Any,
+) -> torch.nn.Module:
+    """`timm.create_model(name, pretrained=...)`, then the weights of `checkpoint` (a safetensors or torch
+    state_dict file, read by timm's `load_checkpoint`), with clear errors for an unknown name or a bad file."""
+    import timm
+    from timm.models import load_checkpoint
+
+    from . import models  # noqa: F401  (registers the cifar-timm architectures with timm)
+
+    if pretrained and checkpoint:
+        raise CifarTimmError('pass either --pretrained or --checkpoint, not both')
+    if not timm.is_model(name.split('.', 1)[0]):
+        raise CifarTimmError(f'unknown model {name!r}: `cifar-timm list` shows the CIFAR-10 models')
+    try:
+        model = timm.create_model(name, pretrained=pretrained, **kwargs)
+    except CifarTimmError:
+        raise
+    except RuntimeError as e:  # timm's errors for a tag or weights that do not exist
+        raise CifarTimmError(f'cannot create {name} (pretrained={pretrained}): {e}; '
+                             f'`cifar-timm list --pretrained` shows the weights there are') from e
+    if checkpoint:
+        load_checkpoint_file(model, checkpoint)
+    return model
+
+
+def load_checkpoint_file(model: torch.nn.Module, path: str) -> None:
+    """Load a safetensors / torch state_dict file into `model`; a CifarTimmError naming the file when it fails."""
+    from pathlib import Path
+
+    from timm.models import load_checkpoint
+
+    if not Path(path).is_file():
+        raise CifarTimmError(f'checkpoint {path} does not exist: pass the path of a .safetensors or .pth file')
+    try:
+        load_checkpoint(model, str(path), strict=True)
+    except Exception as e:  # corrupt file (safetensors/pickle errors) or a state_dict of another architecture
+        detail = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        raise CifarTimmError(
+            f'cannot load checkpoint {path} into {type(model).__name__} ({detail}): it is damaged or holds the '
+            f'weights of another architecture / num_classes; pass the checkpoint written for this model') from e

@@ -1,0 +1,309 @@
+"""Where cifar-timm's published weights live, and how `pretrained=True` finds and checks them.
+
+A published weight is a record in `cifar_timm/models/pretrained_tags.json`, keyed `'<model>.<tag>'`
+(written by `cifar-timm export`). Its PretrainedCfg fields (hf_hub_id, license, ...) become the timm cfg of the
+tag; the rest (sha256, size, measured results) stays here and is looked up by name at load time, because timm's
+PretrainedCfg has no field for a checksum.
+
+Weights for a registry name (`resnet20`, `resnet20.c10`) are taken from the first of:
+  1. `$CIFAR_TIMM_WEIGHTS/<model>.<tag>/model.safetensors`
+  2. `hub/<model>.<tag>/model.safetensors` of a source checkout (`$CIFAR_TIMM_HUB_DIR` names another folder)
+  3. the Hugging Face Hub repo `hf_hub_id`, through timm's own download helper (cached by huggingface_hub)
+and handed to timm's loader as `pretrained_cfg_overlay={'file': ...}`. `hf-hub:<repo>` names are downloaded the
+same way; `local-dir:<folder>` is left to timm. Before anything is loaded the file's size and sha256 are checked
+against the record, and the tensors' names and shapes against the model being built.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from .errors import CifarTimmError
+
+WEIGHTS_FILENAME = 'model.safetensors'
+WEIGHTS_ENV = 'CIFAR_TIMM_WEIGHTS'  # a folder of `<model>.<tag>/model.safetensors`, searched first
+HUB_DIR_ENV = 'CIFAR_TIMM_HUB_DIR'  # replaces the checkout's hub/ (tests, or a second copy of the repos)
+TAGS_FILE_ENV = 'CIFAR_TIMM_PRETRAINED_TAGS'  # replaces the packaged pretrained_tags.json (tests)
+DEFAULT_ORG = 'cifar-timm'
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+_CHECKOUT_DIR = _PACKAGE_DIR.parent
+PACKAGED_TAGS_FILE = _PACKAGE_DIR / 'models' / 'pretrained_tags.json'
+
+
+class PretrainedWeightsError(CifarTimmError):
+    """Weights asked for with `pretrained=True` cannot be used; the message says which file and what to do."""
+
+
+class WeightsNotFoundError(PretrainedWeightsError):
+    """No copy of the weights was found locally and the Hub could not provide one."""
+
+
+class WeightsIntegrityError(PretrainedWeightsError):
+    """A weights file differs from the published one (checksum, size, or not a readable safetensors file)."""
+
+
+class WeightsArchitectureError(PretrainedWeightsError):
+    """A weights file holds tensors of another architecture than the model being built."""
+
+
+# ---------------------------------------------------------------------------------------------- paths and records
+
+def pretrained_tags_file() -> Path:
+    """The pretrained-tags file in force: `$CIFAR_TIMM_PRETRAINED_TAGS` or the packaged one."""
+    return Path(os.environ.get(TAGS_FILE_ENV) or PACKAGED_TAGS_FILE)
+
+
+def load_pretrained_tags(path: Optional[Path] = None) -> dict[str, dict[str, Any]]:
+    """`{'model.tag': record}` for every published weight (an absent file means none)."""
+    path = Path(path) if path else pretrained_tags_file()
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CifarTimmError(f'{path} is not valid JSON ({e}); restore it with `git checkout -- {path.name}` '
+                             f'or re-run `cifar-timm export`.') from e
+
+
+def write_pretrained_tag(name_tag: str, record: dict[str, Any], path: Optional[Path] = None) -> Path:
+    """Add or replace one record, keeping the others; the file is replaced atomically."""
+    path = Path(path) if path else pretrained_tags_file()
+    records = load_pretrained_tags(path)
+    records[name_tag] = record
+    write_text_atomic(path, json.dumps(dict(sorted(records.items())), indent=2) + '\n')
+    return path
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file in the same folder and `os.replace`, so a crash never leaves half a file."""
+    write_bytes_atomic(path, text.encode())
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def checkout_hub_dir() -> Optional[Path]:
+    """`hub/` of the source checkout this package runs from (None for an installed wheel)."""
+    if (_CHECKOUT_DIR / 'pyproject.toml').is_file() and (_CHECKOUT_DIR / 'hub').is_dir():
+        return _CHECKOUT_DIR / 'hub'
+    return None
+
+
+def default_hub_dir() -> Path:
+    """Where exported repos go and are looked up: `$CIFAR_TIMM_HUB_DIR`, the checkout's hub/, else ./hub."""
+    env = os.environ.get(HUB_DIR_ENV)
+    if env:
+        return Path(env)
+    return checkout_hub_dir() or Path('hub')
+
+
+def local_weight_candidates(name_tag: str) -> list[Path]:
+    """Local places searched for `<model>.<tag>` weights, in order."""
+    folders = []
+    if os.environ.get(WEIGHTS_ENV):
+        folders.append(Path(os.environ[WEIGHTS_ENV]))
+    hub_dir = Path(os.environ[HUB_DIR_ENV]) if os.environ.get(HUB_DIR_ENV) else checkout_hub_dir()
+    if hub_dir is not None:
+        folders.append(hub_dir)
+    return [folder / name_tag / WEIGHTS_FILENAME for folder in folders]
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------ verification
+
+def verify_weights_file(
+        path: Path, name_tag: str, record: Optional[dict[str, Any]], fix: Optional[str] = None) -> None:
+    """Check size and sha256 against the published record, then that safetensors can read the file."""
+    path = Path(path)
+    fix = fix or _fix_hint(name_tag, path)
+    if record and record.get('size') is not None and path.stat().st_size != record['size']:
+        raise WeightsIntegrityError(
+            f'{name_tag}: {path} is {path.stat().st_size:,} bytes, the published file is {record["size"]:,} '
+            f'bytes (a truncated copy or download?). {fix}')
+    if record and record.get('sha256'):
+        actual = sha256_file(path)
+        if actual != record['sha256']:
+            raise WeightsIntegrityError(
+                f'{name_tag}: sha256 of {path} is {actual}, the published weights have {record["sha256"]}. '
+                f'{fix}')
+    _check_safetensors_readable(path, name_tag, fix)
+
+
+def _check_safetensors_readable(path: Path, name_tag: str, fix: Optional[str] = None) -> None:
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework='pt') as f:
+            f.keys()
+    except Exception as e:  # safetensors raises its own error type for every malformed file
+        raise WeightsIntegrityError(
+            f'{name_tag}: {path} is not a readable safetensors file ({e}). {fix or _fix_hint(name_tag, path)}') from e
+
+
+def _fix_hint(name_tag: str, path: Path) -> str:
+    hint = f'Delete {path} and load again to fetch a fresh copy from the Hub'
+    return (f'{hint}, or replace it with the file published as {name_tag} (`cifar-timm export RUN_DIR` '
+            f'regenerates it and its record).')
+
+
+def architecture_check(
+        name: str,
+        path: Optional[Path],
+        pretrained_num_classes: Optional[int],
+        classifier: Any,
+        first_conv: Any,
+        strict: bool = True,
+        then: Optional[Callable] = None,
+) -> Callable:
+    """A timm `pretrained_filter_fn` that fails clearly when the weights belong to another architecture.
+
+    It runs where timm runs filters (after reading the file, before `load_state_dict`); a family's own filter,
+    if any, runs first. The classifier may differ when the model is built with another `num_classes` and the
+    first conv's input channels when built with another `in_chans`: timm adapts both afterwards.
+    """
+    def as_tuple(v):
+        return (v,) if isinstance(v, str) else tuple(v or ())
+
+    def check(state_dict, model):
+        if then is not None:
+            try:
+                state_dict = then(state_dict, model)
+            except TypeError:  # timm also accepts one-argument filters
+                state_dict = then(state_dict)
+        expected = model.state_dict()
+        adapted = set()
+        if pretrained_num_classes is not None and getattr(model, 'num_classes', None) != pretrained_num_classes:
+            adapted |= {f'{c}.{p}' for c in as_tuple(classifier) for p in ('weight', 'bias')}
+        first_conv_weights = {f'{c}.weight' for c in as_tuple(first_conv)}
+        missing = sorted(k for k in expected if k not in state_dict and k not in adapted) if strict else []
+        unexpected = sorted(k for k in state_dict if k not in expected and k not in adapted)
+        wrong_shape = []
+        for k, v in state_dict.items():
+            if k in expected and k not in adapted and tuple(v.shape) != tuple(expected[k].shape):
+                if k in first_conv_weights and v.shape[:1] + v.shape[2:] == expected[k].shape[:1] + expected[k].shape[2:]:
+                    continue
+                wrong_shape.append(f'{k}: file {tuple(v.shape)} vs model {tuple(expected[k].shape)}')
+        if missing or unexpected or wrong_shape:
+            problems = []
+            for label, items in (('missing', missing), ('unexpected', unexpected), ('wrong shape', wrong_shape)):
+                if items:
+                    problems.append(f'{len(items)} {label} (e.g. {"; ".join(items[:3])})')
+            raise WeightsArchitectureError(
+                f'{path or "the pretrained weights"} do not fit {name}: {", ".join(problems)}. They belong to another '
+                f'architecture: load them with the model they were exported from (see config.json next to the '
+                f'file), or export {name} weights with `cifar-timm export RUN_DIR`.')
+        return state_dict
+    return check
+
+
+# ------------------------------------------------------------------------------------------------- resolution
+
+def resolve_pretrained_kwargs(variant: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """`build_model_with_cfg` kwargs with the weights located, verified and handed to timm's loader.
+
+    Adds `pretrained_cfg_overlay={'file': <verified local path>}` (unless the caller already named the weights, or
+    the name is `local-dir:`) and wraps `pretrained_filter_fn` in the architecture check.
+    """
+    from timm.models import resolve_pretrained_cfg
+
+    kwargs = dict(kwargs)
+    overlay = dict(kwargs.get('pretrained_cfg_overlay') or {})
+    cfg = resolve_pretrained_cfg(variant, kwargs.get('pretrained_cfg'), overlay)
+    architecture = cfg.architecture or variant
+    name_tag = f'{architecture}.{cfg.tag}' if cfg.tag else architecture
+    record = load_pretrained_tags().get(name_tag)
+
+    path: Optional[Path] = None
+    if cfg.state_dict is not None or any(overlay.get(k) for k in ('file', 'url', 'state_dict')):
+        path = Path(cfg.file) if cfg.file and not cfg.url and cfg.state_dict is None else None
+    elif cfg.source == 'local-dir':
+        # the user named the folder: use what is there (timm picks the file); only make sure it is readable
+        candidate = Path(cfg.file or '') / WEIGHTS_FILENAME
+        if candidate.is_file():
+            _check_safetensors_readable(candidate, name_tag)
+            path = candidate
+    elif cfg.source == 'hf-hub':
+        path = download_weights(cfg.hf_hub_id, name_tag, kwargs.get('cache_dir'))
+        # the record vouches for this repo's main revision only; a pinned revision may differ legitimately
+        verified = record if record and record.get('hf_hub_id') == cfg.hf_hub_id else None
+        _verify_or_evict(path, name_tag, verified)
+        overlay.update(file=str(path), source='file')
+    else:
+        path = next((p for p in local_weight_candidates(name_tag) if p.is_file()), None)
+        if path is not None:
+            verify_weights_file(path, name_tag, record)
+        elif cfg.hf_hub_id:
+            path = download_weights(cfg.hf_hub_id, name_tag, kwargs.get('cache_dir'))
+            _verify_or_evict(path, name_tag, record)
+        else:
+            raise WeightsNotFoundError(
+                f'{name_tag} has no published weights (published: {", ".join(sorted(load_pretrained_tags())) or "none"}).'
+                f' Export a trained run with `cifar-timm export RUN_DIR`, or build it with pretrained=False.')
+        overlay['file'] = str(path)
+
+    kwargs['pretrained_cfg_overlay'] = overlay
+    kwargs['pretrained_filter_fn'] = architecture_check(
+        name_tag, path, cfg.num_classes, cfg.classifier, cfg.first_conv,
+        strict=kwargs.get('pretrained_strict', True), then=kwargs.get('pretrained_filter_fn'))
+    return kwargs
+
+
+def download_weights(hf_hub_id: str, name_tag: str, cache_dir: Any = None) -> Path:
+    """`model.safetensors` of a Hub repo through timm's download helper (huggingface_hub's cache)."""
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+    from timm.models._hub import download_from_hf
+
+    places = [str(p) for p in local_weight_candidates(name_tag)]
+    searched = f'Searched locally: {", ".join(places)}. ' if places else ''
+    local_fix = (f'To load local weights, put them at $CIFAR_TIMM_WEIGHTS/{name_tag}/{WEIGHTS_FILENAME} '
+                 f'(export CIFAR_TIMM_WEIGHTS=/path/to/folder) or in hub/{name_tag}/ of a cifar-timm checkout.')
+    try:
+        return Path(download_from_hf(hf_hub_id, WEIGHTS_FILENAME, cache_dir=cache_dir))
+    except LocalEntryNotFoundError as e:  # Hub unreachable (or HF_HUB_OFFLINE=1) and nothing cached
+        raise WeightsNotFoundError(
+            f'{name_tag}: cannot reach the Hugging Face Hub for {hf_hub_id} ({_endpoint()}) and no copy is cached. '
+            f'{searched}{local_fix}') from e
+    except (EntryNotFoundError, HfHubHTTPError) as e:
+        raise WeightsNotFoundError(
+            f'{name_tag}: the Hub ({_endpoint()}) has no {WEIGHTS_FILENAME} in {hf_hub_id} '
+            f'({type(e).__name__}). {searched}{local_fix}') from e
+
+
+def _endpoint() -> str:
+    from huggingface_hub import constants
+    return constants.ENDPOINT
+
+
+def _verify_or_evict(path: Path, name_tag: str, record: Optional[dict[str, Any]]) -> None:
+    """Verify a downloaded file; a bad one is removed from the cache so the next call downloads afresh."""
+    fix = (f'The downloaded copy was removed from the cache. If this repeats, the Hub copy differs from the one '
+           f'published with this version of cifar-timm: upgrade cifar-timm, or point $CIFAR_TIMM_WEIGHTS at a folder '
+           f'holding {name_tag}/{WEIGHTS_FILENAME}.')
+    try:
+        verify_weights_file(path, name_tag, record, fix)
+    except WeightsIntegrityError:
+        blob = path.resolve()
+        path.unlink(missing_ok=True)  # the snapshot entry (a symlink to the blob, or the file itself)
+        blob.unlink(missing_ok=True)
+        raise

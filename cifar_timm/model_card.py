@@ -1,0 +1,193 @@
+"""The README.md model card of a Hub repo made by `cifar-timm export`: YAML front matter plus a Markdown body.
+
+Every number in a card comes from the run (`results.json`, `config.yaml`, `metrics.csv`), from the model itself
+(params, MACs counted here) or from `SOURCE_RESULTS`; the facts about the training data come from
+../shared/cifar10/README.md (which images of the shared CIFAR-10 copy are exact and which were JPEG-decoded).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+import yaml
+
+from .constants import CIFAR10_CLASSES, CIFAR10_INPUT_SIZE, EXACT_TEST_SLICE
+
+# The shared CIFAR-10 copy (../shared/cifar10/README.md): exact pixels for 8,068 of the 50,000 training images
+# (the official files' prefixes) and test images 0-1016; every other image decoded from a JPEG copy (q~75, 4:2:0).
+EXACT_TRAIN_IMAGES = 8068
+TRAIN_IMAGES = 50000
+N_EXACT_TEST = EXACT_TEST_SLICE.stop - EXACT_TEST_SLICE.start
+
+
+def count_macs(model: torch.nn.Module, input_size: tuple[int, ...] = CIFAR10_INPUT_SIZE) -> int:
+    """Multiply-accumulates of one image: FlopCounterMode counts conv and matmul FLOPs (2 per MAC) and nothing
+    else, which is the conv+linear convention of ../shared/specs/architectures.md."""
+    from torch.utils.flop_counter import FlopCounterMode
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, *input_size))
+    model.train(was_training)
+    return counter.get_total_flops() // 2
+
+
+@dataclass
+class CardFacts:
+    """What a card states, gathered by `cifar-timm export`."""
+    name_tag: str                       # e.g. resnet20.c10
+    hf_hub_id: str
+    license: str
+    sha256: str
+    params: int
+    macs: int
+    results: dict[str, Any]             # the run's results.json
+    config_yaml: str                    # the run's config.yaml, verbatim
+    pretrained_cfg: dict[str, Any]      # the model's cfg (mean/std, origin_url, paper_ids)
+    source_top1: Optional[float] = None
+    source_note: str = ''
+    curves_file: Optional[str] = None   # file name of the curve plot inside the repo
+    best_val_top1: Optional[float] = None
+
+
+def render_card(facts: CardFacts) -> str:
+    return f'---\n{yaml.safe_dump(_front_matter(facts), sort_keys=False)}---\n\n{_body(facts)}'
+
+
+def _front_matter(f: CardFacts) -> dict[str, Any]:
+    r = f.results
+    metrics = [_metric(f'Top-1 on the {N_EXACT_TEST:,} exact test images (0-{N_EXACT_TEST - 1})', r.get('top1_exact'))]
+    if r.get('top1_test') is not None:
+        metrics.append(_metric(f'Top-1 on {_test_set(r)}', r['top1_test']))
+    return {
+        'library_name': 'timm',
+        'license': f.license,
+        'datasets': ['cifar10'],
+        'pipeline_tag': 'image-classification',
+        'tags': ['image-classification', 'timm', 'cifar-timm', 'cifar10'],
+        'model-index': [{
+            'name': f.name_tag,
+            'results': [{
+                'task': {'type': 'image-classification', 'name': 'Image Classification'},
+                'dataset': {'type': 'cifar10', 'name': 'CIFAR-10', 'split': 'test'},
+                'metrics': [m for m in metrics if m['value'] is not None],
+            }],
+        }],
+    }
+
+
+def _metric(name: str, value: Optional[float]) -> dict[str, Any]:
+    return {'type': 'accuracy', 'name': name, 'value': None if value is None else round(float(value), 2)}
+
+
+def _test_set(results: dict[str, Any]) -> str:
+    n = results.get('n_test', 10000)
+    return f'all {n:,} test images (most JPEG-decoded)' if n >= 10000 else f'the first {n:,} test images'
+
+
+def _duration(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return 'not recorded'
+    return f'{seconds:,.0f} s' if seconds < 3600 else f'{seconds / 3600:.2f} h ({seconds:,.0f} s)'
+
+
+def _train_images(results: dict[str, Any]) -> Optional[int]:
+    data = (results.get('config') or {}).get('data') or {}
+    if 'val_size' not in data:
+        return None
+    n = TRAIN_IMAGES - int(data['val_size'] or 0)
+    return min(n, int(data['limit'])) if data.get('limit') else n
+
+
+def _pct(value: Optional[float]) -> str:
+    return '–' if value is None else f'{value:.2f}%'
+
+
+def _body(f: CardFacts) -> str:
+    r, cfg = f.results, f.pretrained_cfg
+    arch = f.name_tag.split('.', 1)[0]
+    mean, std = tuple(cfg.get('mean', ())), tuple(cfg.get('std', ()))
+    lo, hi = (r.get('top1_exact_ci95') or (None, None))[:2]
+    interval = f'[{lo:.2f}, {hi:.2f}]' if lo is not None else '–'
+    papers = cfg.get('paper_ids') or ''
+    source_line = f' Architecture as in {cfg["origin_url"]}' if cfg.get('origin_url') else ''
+    if source_line:
+        source_line += f' ({papers}).' if papers else '.'
+    source_row = (f'| reported by the source ({f.source_note}), original CIFAR-10 | {f.source_top1:.2f}% | | |\n'
+                  if f.source_top1 is not None else '')
+    val_row = (f'| validation split (held-out training images, best epoch {_pct(f.best_val_top1)}) | '
+               f'{_pct(r.get("top1_val"))} | | |\n' if r.get('top1_val') is not None else '')
+    n_train = _train_images(r)
+    val_size = ((r.get('config') or {}).get('data') or {}).get('val_size') or 0
+    used = (f' This run trained on {n_train:,} of them' + (f', with {val_size:,} others held out for validation.'
+                                                            if val_size else '.')) if n_train is not None else ''
+    curves = (f'\n![Training curves: loss and top-1 per epoch]({f.curves_file})\n' if f.curves_file else '')
+    return f'''# Model card for {f.name_tag}
+
+A `{arch}` image classifier for CIFAR-10, trained from scratch with the cifar-timm recipes and loadable with
+`timm`.{source_line}
+
+## Model details
+- **Model type:** image classification, {len(CIFAR10_CLASSES)} classes ({', '.join(CIFAR10_CLASSES)})
+- **Params (M):** {f.params / 1e6:.3f} ({f.params:,})
+- **MACs (M):** {f.macs / 1e6:.2f} per {'×'.join(str(s) for s in CIFAR10_INPUT_SIZE)} image (conv and linear layers)
+- **Input:** {'×'.join(str(s) for s in cfg.get('input_size', CIFAR10_INPUT_SIZE))} RGB in [0, 1], normalised with
+  mean {mean} and std {std} (the official CIFAR-10 statistics)
+- **Weights:** `model.safetensors`, sha256 `{f.sha256}`
+- **License:** {f.license}
+
+## Usage
+`cifar-timm` must be imported before `timm.create_model`: it registers the architectures with timm.
+
+```python
+import timm
+import torch
+import cifar_timm  # registers the cifar-timm architectures with timm
+
+model = timm.create_model('{f.name_tag}', pretrained=True).eval()  # or 'hf-hub:{f.hf_hub_id}'
+
+# the model expects normalised 32x32 RGB: let timm build the matching transform from its pretrained_cfg
+data_config = timm.data.resolve_model_data_config(model)
+transform = timm.data.create_transform(**data_config, is_training=False)
+
+image = ...  # a 32x32 PIL RGB image
+with torch.no_grad():
+    probs = model(transform(image).unsqueeze(0)).softmax(dim=-1)
+print(model.pretrained_cfg['label_names'][probs.argmax().item()])
+```
+
+Offline, point `CIFAR_TIMM_WEIGHTS` at a folder holding `{f.name_tag}/model.safetensors`; the file's sha256 is
+checked before use.
+
+## Results
+| test images | top-1 | 95% interval | n |
+| --- | --- | --- | --- |
+| exact test images 0–{N_EXACT_TEST - 1} (the number to quote) | {_pct(r.get('top1_exact'))} | {interval} | {r.get('n_exact', N_EXACT_TEST):,} |
+| {_test_set(r)} | {_pct(r.get('top1_test'))} | | {r.get('n_test', 10000):,} |
+{val_row}{source_row}
+The interval is the Wilson score interval. The source's number was measured on the original CIFAR-10, with the
+source's own recipe; it is shown for reference, not reproduced here.
+
+## Training data
+Trained on the CIFAR-10 copy available to this project, **most of whose training images were JPEG-decoded**: only
+{EXACT_TRAIN_IMAGES:,} of the {TRAIN_IMAGES:,} training images have the exact original pixels; the other
+{TRAIN_IMAGES - EXACT_TRAIN_IMAGES:,} were decoded from a public JPEG copy (quality about 75, 4:2:0 chroma, about
+30 dB PSNR). All labels are exact. The same holds for test images past index {N_EXACT_TEST - 1}, which is why the
+top-1 to quote is the one on test images 0–{N_EXACT_TEST - 1}, the only exact test pixels (an unbiased sample: the
+official test order is random). Weights trained on this copy sit a little below what the same recipe reaches on the
+original data.{used}
+
+## Training
+- **Epochs:** {r.get('epochs', '–')}
+- **Training time:** {_duration(r.get('train_time_s'))}
+- **Hardware:** {r.get('hardware', 'not recorded')}
+- **Mixed precision:** {r.get('mixed_precision', 'not recorded')}
+- **Code:** cifar-timm at git `{r.get('git_sha') or 'unknown'}`
+{curves}
+The full recipe (`config.yaml` of the run; train with `python recipes/train.py --config FILE`):
+
+```yaml
+{f.config_yaml.rstrip()}
+```
+'''

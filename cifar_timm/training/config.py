@@ -1,0 +1,248 @@
+"""Training configuration: the defaults, YAML composition and dotted `key=value` overrides.
+
+The one place that parses recipe configs. A recipe YAML may name parents with `defaults: [base.yaml, ...]`
+(paths relative to the file); parents merge first, in order, then the file itself, then command-line overrides.
+Every key must exist in `DEFAULTS` below, so a typo is an error that names the key, not a silently ignored value.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import yaml
+
+from ..errors import CifarTimmError
+
+
+class ConfigError(CifarTimmError):
+    """A recipe config or override that cannot be used as written."""
+
+
+# Every key a recipe may set, with its default. Comments say what each means; recipes/README.md lists them too.
+DEFAULTS: dict[str, Any] = {
+    'model': None,              # a registered timm model name, e.g. resnet20
+    'model_args': {},           # kwargs for timm.create_model (user kwargs win over the entrypoint's)
+    'seed': 0,
+    'deterministic': False,     # torch deterministic algorithms (exact resume / DDP checks), slower on GPU
+    'epochs': 180,
+    'batch_size': 128,          # GLOBAL batch per optimizer step: processes x per-process batch x grad_accum_steps
+    'grad_accum_steps': 1,
+    'output': None,             # run folder; default runs/<config name>
+    'resume': None,             # null | auto (latest checkpoint in output) | path to a checkpoint file
+    'mixed_precision': 'no',    # no | bf16 | fp16 (fp16 uses loss scaling)
+    'compile': False,           # torch.compile the model
+    'channels_last': False,
+    'sync_bn': False,           # SyncBatchNorm across processes; GPU only (ignored with a warning on CPU)
+    'data': {
+        'dir': 'data',          # root holding cifar-10-batches-py/
+        'verify_md5': True,     # official md5 sums; the shared JPEG-rebuilt copy needs false
+        'download': False,
+        'val_size': 5000,       # held-out train images used for every decision; 0 = train on all 50k
+        'split_seed': 0,
+        'limit': None,          # first N training images (after the split), for smoke runs
+        'val_limit': None,      # first N validation images
+        'test_limit': None,     # first N test images (the exact slice 0-1016 is always inside unless smaller)
+        'loader': 'gpu',        # gpu (GpuCifarLoader: data resident on the device) | torchvision
+        'num_workers': 2,       # torchvision loader only
+        'pad': 4,
+        'pad_mode': 'constant', # constant (zero) | reflect
+        'flip': True,
+        'cutout': 0,
+        'mean': None,           # null = the model's pretrained_cfg (official CIFAR-10 statistics)
+        'std': None,
+    },
+    'optimizer': {
+        'name': 'sgd',          # any timm optimizer: sgd (with nesterov: true), adamw, ...; lookahead_<name> wraps it
+        'lr': 0.1,
+        'momentum': 0.9,
+        'nesterov': False,      # only for sgd/momentum
+        'weight_decay': 1e-4,
+        'filter_bias_and_bn': False,  # timm: no weight decay on 1-d params (biases, norms)
+        'no_weight_decay': [],  # extra fnmatch patterns of parameter names kept out of weight decay
+        'lookahead_k': 6,       # timm Lookahead defaults
+        'lookahead_alpha': 0.5,
+        'kwargs': {},           # anything else for the timm optimizer (betas, eps, ...)
+    },
+    'scheduler': {
+        'name': 'cosine',       # cosine | multistep | step | none (any timm create_scheduler_v2 name)
+        'per_iteration': False, # update the LR every optimizer step instead of every epoch
+        'warmup_epochs': 0,
+        'warmup_lr': 0.0,
+        'warmup_prefix': False, # warm-up comes before the schedule's own epochs (cosine over epochs - warmup)
+        'min_lr': 0.0,
+        'milestones': [],       # multistep: first epochs (0-based) at the decayed LR, as torch's MultiStepLR
+        'decay_epochs': None,   # step
+        'decay_rate': 0.1,
+    },
+    'loss': {
+        'label_smoothing': 0.0,
+    },
+    'mixup': {
+        'name': 'none',         # none | timm (timm Mixup/CutMix) | label_preserving (seed-1 recipe, spec 2.4)
+        'alpha': 0.4,           # label_preserving: lambda ~ Beta(alpha + 1, alpha)
+        'mixup_alpha': 0.8,     # timm
+        'cutmix_alpha': 0.0,
+        'prob': 1.0,
+        'switch_prob': 0.5,
+        'mode': 'batch',
+    },
+    'ema': {
+        'enabled': False,
+        'decay': 0.9998,
+        'warmup': False,
+        'export': True,         # export (and evaluate on test) the EMA weights instead of the raw ones
+    },
+    'clip_grad': {
+        'mode': None,           # null | norm | value | agc (timm dispatch_clip_grad)
+        'value': None,
+    },
+    'checkpoint': {
+        'every': 1,             # epochs between checkpoints (the last epoch always checkpoints)
+        'keep': 2,              # newest checkpoints kept
+    },
+    'log': {
+        'progress': True,       # tqdm bar with ETA and img/s (main process)
+        'tensorboard': True,
+        'check_every': 20,      # steps between NaN/inf checks of the loss (one device sync each)
+    },
+    'debug': {
+        'nan_at_step': None,    # test hook: make the loss NaN at this optimizer step
+        'max_steps': None,      # stop after this many optimizer steps in total (smoke tests)
+    },
+}
+
+
+def load_config(path: Optional[str | Path] = None, overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """Defaults <- the YAML at `path` (with its `defaults:` parents) <- `key=value` overrides."""
+    config = copy.deepcopy(DEFAULTS)
+    name = None
+    if path is not None:
+        path = Path(path)
+        merge(config, _read_composed(path, seen=()))
+        name = path.stem
+    for item in overrides:
+        key, value = parse_override(item)
+        set_dotted(config, key, value)
+    if config['output'] is None:
+        config['output'] = str(Path('runs') / (name or str(config['model'])))
+    validate(config)
+    return config
+
+
+def _read_composed(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(f'config {path} includes itself through `defaults:`; remove the cycle')
+    if not path.is_file():
+        raise ConfigError(f'config file {path} does not exist; pass an existing recipes/configs/NAME.yaml')
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f'config {path} is not valid YAML ({e}); fix the syntax') from e
+    if not isinstance(data, dict):
+        raise ConfigError(f'config {path} must be a mapping of keys to values')
+    parents = data.pop('defaults', []) or []
+    if isinstance(parents, str):
+        parents = [parents]
+    composed: dict[str, Any] = {}
+    for parent in parents:
+        merge(composed, _read_composed(path.parent / parent, seen + (path,)), check=False)
+    merge(composed, data, check=False)
+    return composed
+
+
+def merge(base: dict[str, Any], update: dict[str, Any], check: bool = True, prefix: str = '') -> dict[str, Any]:
+    """Recursive in-place merge; with `check`, every key of `update` must already exist in `base`."""
+    for key, value in update.items():
+        dotted = f'{prefix}{key}'
+        if check and key not in base:
+            raise ConfigError(f'unknown config key `{dotted}`; known keys here: {", ".join(sorted(base))}')
+        if isinstance(value, dict) and isinstance(base.get(key), dict) and not _free_form(dotted):
+            merge(base[key], value, check, prefix=dotted + '.')
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def _free_form(dotted: str) -> bool:
+    """Mappings whose keys are the user's (passed through to timm), not ours."""
+    return dotted in ('model_args', 'optimizer.kwargs')
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """`a.b=value` -> ('a.b', value parsed as YAML, so 1e-3, true, null and [1, 2] work)."""
+    if '=' not in item:
+        raise ConfigError(f'override `{item}` is not key=value; write e.g. epochs=1 or data.dir=/path')
+    key, raw = item.split('=', 1)
+    key = key.strip().lstrip('-')
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
+    """Set `a.b.c` in place; a mapping value merges into the section (keys checked like a YAML file's)."""
+    parts = key.split('.')
+    node, known = config, True
+    for i, part in enumerate(parts[:-1]):
+        if known and part not in node:
+            raise ConfigError(f'unknown config key `{key}`; see recipes/README.md for the keys')
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f'`{".".join(parts[:i + 1])}` is a value, not a section; set it as a whole')
+        known = known and not _free_form('.'.join(parts[:i + 1]))
+    last = parts[-1]
+    if known and last not in node:
+        raise ConfigError(f'unknown config key `{key}`; see recipes/README.md for the keys')
+    if isinstance(node.get(last), dict) and not _free_form(key):
+        if not isinstance(value, dict):
+            raise ConfigError(f'`{key}` is a section; set one of its keys, e.g. {key}.{next(iter(node[last]))}=...')
+        merge(node[last], value, check=known, prefix=key + '.')
+    else:
+        node[last] = value
+
+
+_CHOICES = {
+    'mixed_precision': ('no', 'bf16', 'fp16'),
+    'data.loader': ('gpu', 'torchvision'),
+    'data.pad_mode': ('constant', 'reflect'),
+    'mixup.name': ('none', 'timm', 'label_preserving'),
+    'clip_grad.mode': (None, 'norm', 'value', 'agc'),
+}
+
+
+def get_dotted(config: dict[str, Any], key: str) -> Any:
+    node = config
+    for part in key.split('.'):
+        node = node[part]
+    return node
+
+
+def validate(config: dict[str, Any]) -> None:
+    """Reject values that would fail later with a less helpful message."""
+    if not config['model']:
+        raise ConfigError('no `model` set; give a registered timm model name in the config or as model=resnet20')
+    for key, choices in _CHOICES.items():
+        value = get_dotted(config, key)
+        if value not in choices:
+            raise ConfigError(f'`{key}` is {value!r}; use one of {", ".join(map(str, choices))}')
+    for key in ('epochs', 'batch_size', 'grad_accum_steps', 'checkpoint.every'):
+        value = get_dotted(config, key)
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f'`{key}` must be a positive integer, got {value!r}')
+    if config['batch_size'] % config['grad_accum_steps']:
+        raise ConfigError(f'batch_size {config["batch_size"]} is not divisible by grad_accum_steps '
+                          f'{config["grad_accum_steps"]}; batch_size is the global batch per optimizer step')
+    if config['clip_grad']['mode'] and config['clip_grad']['value'] is None:
+        raise ConfigError('clip_grad.mode is set but clip_grad.value is null; set e.g. clip_grad.value=1.0')
+    resume = config['resume']
+    if resume not in (None, 'auto') and not Path(str(resume)).is_file():
+        raise ConfigError(f'resume={resume} is not a checkpoint file; use resume=auto or a path under '
+                          f'<output>/checkpoints/')
+
+
+def dump_config(config: dict[str, Any]) -> str:
+    return yaml.safe_dump(config, sort_keys=False)

@@ -1,0 +1,60 @@
+"""The export folder a finished run leaves in `<output>/export/`, which `cifar-timm export` publishes.
+
+`config.json` and `model.safetensors` come from timm's `save_for_hf` (architecture, num_classes, pretrained_cfg,
+model_args), so `timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=...))` and the Hub
+loader read them as any timm checkpoint. `results.json` holds the measured numbers (keys fixed in INTERFACES.md).
+The folder is written next to its final place and renamed in, so a reader never sees half an export.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from timm.models import save_for_hf
+
+EXPORT_DIR = 'export'
+RESULTS_FILE = 'results.json'
+
+
+def write_export(output: Path, model: torch.nn.Module, model_args: dict[str, Any], results: dict[str, Any],
+                 data_config: Optional[dict[str, Any]] = None) -> Path:
+    """Write `output/export/` (config.json, model.safetensors, results.json), replacing an older export."""
+    final = Path(output) / EXPORT_DIR
+    tmp = final.with_name(f'.{EXPORT_DIR}.tmp{os.getpid()}')
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_for_hf(model, tmp, model_args=model_args or None, safe_serialization=True, data_config=data_config)
+    (tmp / RESULTS_FILE).write_text(json.dumps(results, indent=2) + '\n')
+    if final.exists():
+        old = final.with_name(f'.{EXPORT_DIR}.old{os.getpid()}')
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    return final
+
+
+def git_sha() -> Optional[str]:
+    """HEAD of the checkout this package runs from, with `-dirty` if tracked files changed; None outside git."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        sha = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=root, capture_output=True, text=True,
+                             check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=root,
+                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sha + ('-dirty' if dirty else '')
+
+
+def hardware(device: torch.device, num_processes: int) -> str:
+    """What the run trained on, e.g. '1x NVIDIA H100 80GB HBM3' or '2x CPU (x86_64, 2 threads each)'."""
+    if device.type == 'cuda':
+        return f'{num_processes}x {torch.cuda.get_device_name(device)}'
+    return f'{num_processes}x CPU ({platform.machine()}, {torch.get_num_threads()} threads each)'

@@ -1,0 +1,482 @@
+"""The training run: Accelerate around timm's pieces, from config to export folder.
+
+One direction of flow: data -> (mixup) -> model -> loss -> optimizer step -> schedule/EMA, epoch after epoch;
+validation after each epoch on the held-out split; the test set once at the end with the final weights.
+
+`batch_size` is the global batch of one optimizer step. The loader yields global micro-batches of
+batch_size / grad_accum_steps, each split across the processes (GpuCifarLoader's contract), so a recipe gives the
+same optimisation on one device with accumulation as on several without.
+
+Stops: SIGTERM saves a checkpoint at the next check and exits with 143; a NaN/inf loss stops without saving, so the
+newest checkpoint stays the last good one. Checks run every `log.check_every` optimizer steps (one device sync).
+"""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import timm
+import torch
+
+from ..constants import EXACT_TEST_SLICE
+from ..errors import CifarTimmError
+from . import checkpoint as ckpt
+from .components import build_ema, build_loss, build_mixup, build_optimizer, build_scheduler
+from .config import ConfigError, dump_config
+from .export import git_sha, hardware, write_export
+from .mixup import LabelPreservingMixup
+from .run_log import RunLog
+
+SIGTERM_EXIT_CODE = 128 + signal.SIGTERM
+
+
+class NonFiniteLossError(CifarTimmError):
+    """The loss became NaN or inf."""
+
+
+class TrainingInterrupted(CifarTimmError):
+    """SIGTERM arrived; a checkpoint was saved."""
+    exit_code = SIGTERM_EXIT_CODE
+
+
+class _StopFlag:
+    """Set by SIGTERM, read by the loop at its next check (a handler must not do the saving itself)."""
+
+    def __init__(self):
+        self.set = False
+        self._previous = None
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread (e.g. called from a notebook worker): no handler
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        self.set = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def train(config: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """Run the recipe in `config` (from `load_config`); returns results.json's content on the main process."""
+    from accelerate.state import AcceleratorState
+    try:
+        with _StopFlag() as stop:
+            return _Run(config, stop).run()
+    finally:
+        # Accelerate keeps one global state per process; a later in-process run (tests, notebooks) may want other
+        # settings. Launched multi-process runs end with the process, so their process group is left alone.
+        if AcceleratorState._shared_state and AcceleratorState().num_processes == 1:
+            AcceleratorState._reset_state(reset_partial_state=True)
+
+
+class _Run:
+    def __init__(self, config: dict[str, Any], stop: _StopFlag):
+        self.config = config
+        self.stop = stop
+        self.output = Path(config['output'])
+
+    # ---- setup -------------------------------------------------------------------------------------------------
+    def run(self) -> Optional[dict[str, Any]]:
+        cfg = self.config
+        resume_path = self._resume_path()
+        self._setup_accelerator()
+        self._setup_data()
+        self._setup_model()
+        self._setup_optimization()
+        state = ckpt.load_checkpoint(resume_path) if resume_path else None
+        self._restore(state)
+        if self.acc.is_main_process:
+            self.output.mkdir(parents=True, exist_ok=True)
+            (self.output / 'config.yaml').write_text(dump_config(self.resolved_config()))
+            self.log = RunLog(self.output, resume_epoch=self.start_epoch, tensorboard=cfg['log']['tensorboard'])
+            if resume_path:
+                self.acc.print(f'resumed from {resume_path} (epoch {self.start_epoch}, step {self.num_updates})')
+        try:
+            self._train_epochs()
+        finally:
+            if self.acc.is_main_process:
+                self.log.close()
+        self.acc.wait_for_everyone()
+        results = self._finish() if self.acc.is_main_process else None
+        self.acc.wait_for_everyone()
+        return results
+
+    def _setup_accelerator(self) -> None:
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+        cfg = self.config
+        if cfg['deterministic']:
+            os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        else:
+            torch.backends.cudnn.benchmark = True
+        # Without cpu=True on a CPU-only machine, `accelerate launch --multi_gpu` processes would each train alone.
+        try:
+            self.acc = Accelerator(
+                cpu=not torch.cuda.is_available(),
+                mixed_precision=cfg['mixed_precision'],
+                gradient_accumulation_steps=cfg['grad_accum_steps'],
+                step_scheduler_with_optimizer=False,
+            )
+        except ValueError as e:
+            raise ConfigError(f'cannot set up Accelerate with mixed_precision={cfg["mixed_precision"]} ({e}); '
+                              f'on CPU use mixed_precision=bf16 or no') from e
+        set_seed(cfg['seed'])
+        self.device = self.acc.device
+        self.amp_dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(cfg['mixed_precision'])
+
+    def _resume_path(self) -> Optional[Path]:
+        resume = self.config['resume']
+        folder = self.output / 'checkpoints'
+        if resume == 'auto':
+            return ckpt.latest_checkpoint(folder)
+        if resume:
+            return Path(resume)
+        if ckpt.list_checkpoints(folder) or (self.output / 'export').exists():
+            raise ConfigError(f'output {self.output} already holds a run; continue it with resume=auto, '
+                              f'or choose another output=...')
+        return None
+
+    def _setup_data(self) -> None:
+        from ..data import GpuCifarLoader, load_cifar10, train_val_indices
+        d = self.config['data']
+        train = load_cifar10(d['dir'], 'train', verify_md5=d['verify_md5'], download=d['download'])
+        train_idx, val_idx = train_val_indices(len(train), d['val_size'], seed=d['split_seed'])
+        train_idx = train_idx[:d['limit']] if d['limit'] else train_idx
+        val_idx = val_idx[:d['val_limit']] if d['val_limit'] is not None else val_idx
+        self.train_images, self.train_labels = train.images[train_idx], train.labels[train_idx]
+        self.val_images, self.val_labels = train.images[val_idx], train.labels[val_idx]
+        self.micro_batch = self.config['batch_size'] // self.config['grad_accum_steps']
+        if len(train_idx) < self.micro_batch:
+            raise ConfigError(f'{len(train_idx)} training images are fewer than one batch of {self.micro_batch}; '
+                              f'lower batch_size or raise data.limit')
+        self._loader_class = GpuCifarLoader
+
+    def _build_loader(self, mean, std):
+        d = self.config['data']
+        common = dict(pad=d['pad'], pad_mode=d['pad_mode'], flip=d['flip'], mean=mean, std=std, seed=self.config['seed'])
+        if d['loader'] == 'torchvision':
+            from .torchvision_epochs import TorchvisionEpochLoader
+            if d['cutout']:
+                raise ConfigError('data.cutout is not available with data.loader=torchvision; use data.loader=gpu')
+            return TorchvisionEpochLoader(
+                self.train_images, self.train_labels, self.micro_batch, device=self.device,
+                num_replicas=self.acc.num_processes, rank=self.acc.process_index,
+                channels_last=self.config['channels_last'], num_workers=d['num_workers'], **common)
+        return self._loader_class(
+            self.train_images, self.train_labels, self.micro_batch, train=True, device=self.device,
+            channels_last=self.config['channels_last'], cutout=d['cutout'],
+            num_replicas=self.acc.num_processes, rank=self.acc.process_index, **common)
+
+    def _setup_model(self) -> None:
+        cfg = self.config
+        if not timm.is_model(cfg['model']):
+            raise ConfigError(f'model {cfg["model"]!r} is not registered; run `cifar-timm list` for the names')
+        model = timm.create_model(cfg['model'], **cfg['model_args'])
+        self.mean = tuple(cfg['data']['mean'] or model.pretrained_cfg['mean'])
+        self.std = tuple(cfg['data']['std'] or model.pretrained_cfg['std'])
+        self.num_classes = model.num_classes
+        if cfg['sync_bn']:
+            if self.device.type == 'cuda' and self.acc.num_processes > 1:
+                model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            else:
+                warnings.warn('sync_bn=true ignored: SyncBatchNorm needs several GPU processes')
+        if cfg['channels_last']:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model.to(self.device)
+        self.loader = self._build_loader(self.mean, self.std)
+
+    def _setup_optimization(self) -> None:
+        cfg = self.config
+        accum = cfg['grad_accum_steps']
+        self.updates_per_epoch = len(self.loader) // accum
+        if self.updates_per_epoch < 1:
+            raise ConfigError(f'an epoch of {len(self.loader)} batches holds no full accumulation of {accum}; '
+                              f'lower grad_accum_steps or raise data.limit')
+        optimizer = build_optimizer(self.model, cfg['optimizer'])
+        self.scheduler = build_scheduler(optimizer, cfg['scheduler'], cfg['epochs'], self.updates_per_epoch)
+        self.mixup = build_mixup(cfg['mixup'], cfg['loss']['label_smoothing'], self.num_classes)
+        soft = self.mixup is not None and not isinstance(self.mixup, LabelPreservingMixup)
+        self.criterion = build_loss(cfg['loss']['label_smoothing'], soft_targets=soft)
+        self.ema = build_ema(self.model, cfg['ema'])
+        self.model, self.optimizer = self.acc.prepare(self.model, optimizer)
+        if cfg['compile']:
+            self.model = torch.compile(self.model)
+
+    def _restore(self, state: Optional[dict[str, Any]]) -> None:
+        self.start_epoch, self.num_updates, self.train_time_s = 0, 0, 0.0
+        self.epoch_sums = None
+        if state is None:
+            return
+        if state['config']['model'] != self.config['model']:
+            raise ckpt.CheckpointError(f'checkpoint is for model {state["config"]["model"]}, not '
+                                       f'{self.config["model"]}; resume it with its own config')
+        self.acc.unwrap_model(self.model).load_state_dict(state['model'])
+        self.optimizer.load_state_dict(state['optimizer'])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state['scheduler'])
+        if self.acc.scaler is not None and state.get('scaler'):
+            self.acc.scaler.load_state_dict(state['scaler'])
+        if self.ema is not None and state.get('ema'):
+            self.ema.load_state_dict(state['ema'])
+        self.loader.load_state_dict(state['loader'])
+        self.start_epoch, self.num_updates = state['epoch'], state['num_updates']
+        self.train_time_s = state['train_time_s']
+        self.epoch_sums = state.get('epoch_sums')
+        rngs = state['rng']
+        if len(rngs) == self.acc.num_processes:
+            ckpt.set_rng_state(rngs[self.acc.process_index])
+        else:
+            warnings.warn(f'checkpoint has RNG states of {len(rngs)} processes, this run has '
+                          f'{self.acc.num_processes}: RNG streams restart, so the run is not bit-exact')
+        if self.scheduler is not None:  # the LR of the step about to run
+            self.scheduler.step(self.start_epoch)
+            if self.config['scheduler']['per_iteration']:
+                self.scheduler.step_update(self.num_updates)
+
+    # ---- training ------------------------------------------------------------------------------------------------
+    def _train_epochs(self) -> None:
+        cfg = self.config
+        total = cfg['epochs'] * self.updates_per_epoch
+        max_steps = cfg['debug']['max_steps']
+        self.progress = None
+        if self.acc.is_main_process and cfg['log']['progress']:
+            from tqdm.auto import tqdm
+            self.progress = tqdm(total=total, initial=self.num_updates, unit='step', dynamic_ncols=True,
+                                 desc=cfg['model'])
+        try:
+            for epoch in range(self.start_epoch, cfg['epochs']):
+                row = self._train_one_epoch(epoch)
+                if row is None:  # debug.max_steps reached mid-epoch
+                    break
+                last = epoch + 1 == cfg['epochs']
+                if (epoch + 1) % cfg['checkpoint']['every'] == 0 or last:
+                    self._save_checkpoint(epoch + 1)
+                if self.acc.is_main_process:
+                    self.log.log_epoch(row)
+                    self.acc.print(_summary(row, cfg['epochs']))
+                if max_steps is not None and self.num_updates >= max_steps:
+                    break
+        finally:
+            if self.progress is not None:
+                self.progress.close()
+
+    def _train_one_epoch(self, epoch: int) -> Optional[dict[str, Any]]:
+        cfg = self.config
+        accum = cfg['grad_accum_steps']
+        self.model.train()
+        self.loader.set_epoch(epoch)
+        # Sums over this epoch's samples so far (restored on a mid-epoch resume): loss*n, correct, n.
+        sums = torch.tensor(self.epoch_sums or [0.0, 0.0, 0.0], dtype=torch.float64, device=self.device)
+        self.epoch_sums = None
+        bad = torch.zeros((), dtype=torch.bool, device=self.device)
+        start_time, start_updates, images = time.perf_counter(), self.num_updates, 0
+        micro_steps = self.updates_per_epoch * accum  # whole accumulations only
+        step_in_epoch = self.loader.state_dict()['step']
+        lr = self._lr()
+        for x, y in self.loader:
+            step_in_epoch += 1
+            with self.acc.accumulate(self.model):
+                loss, logits = self._forward(x, y, step_in_epoch)
+                bad |= ~torch.isfinite(loss.detach())
+                self.acc.backward(loss)
+                if self.acc.sync_gradients and cfg['clip_grad']['mode']:
+                    from timm.utils import dispatch_clip_grad
+                    self.acc.unscale_gradients()
+                    dispatch_clip_grad(self.model.parameters(), cfg['clip_grad']['value'], cfg['clip_grad']['mode'])
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                sums += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double(),
+                                     torch.tensor(float(len(y)), dtype=torch.float64, device=self.device)])
+            images += len(y) * self.acc.num_processes
+            if not self.acc.sync_gradients:
+                continue
+            self.num_updates += 1
+            if self.ema is not None:
+                self.ema.update(self.acc.unwrap_model(self.model), step=self.num_updates)
+            if self.scheduler is not None:
+                self.scheduler.step_update(num_updates=self.num_updates)
+            lr = self._lr()
+            if self.progress is not None:
+                elapsed = time.perf_counter() - start_time
+                self.progress.update(1)
+                self.progress.set_postfix(epoch=epoch, lr=f'{lr:.3g}', img_s=f'{images / max(elapsed, 1e-9):.0f}',
+                                          refresh=False)
+            at_end = step_in_epoch >= micro_steps
+            max_steps = cfg['debug']['max_steps']
+            hit_max = max_steps is not None and self.num_updates >= max_steps
+            if at_end or hit_max or self.num_updates % cfg['log']['check_every'] == 0:
+                self._check(bad, epoch, sums, time.perf_counter() - start_time)
+            if hit_max and not at_end:
+                return None
+            if at_end:
+                break
+        epoch_time = time.perf_counter() - start_time
+        self.train_time_s += epoch_time
+        if self.scheduler is not None:
+            self.scheduler.step(epoch + 1)
+        total_sums = self.acc.reduce(sums, reduction='sum') if self.acc.num_processes > 1 else sums
+        loss_sum, correct, n = total_sums.tolist()
+        row = {'epoch': epoch, 'lr': lr, 'train_loss': loss_sum / max(n, 1), 'train_top1': 100.0 * correct / max(n, 1),
+               'epoch_time_s': round(epoch_time, 3),
+               'images_per_s': round(images / max(epoch_time, 1e-9), 1)}
+        row.update(self._validate())
+        return row
+
+    def _forward(self, x: torch.Tensor, y: torch.Tensor, step_in_epoch: int):
+        cfg = self.config
+        target = y
+        if isinstance(self.mixup, LabelPreservingMixup):
+            # A generator seeded by (seed, optimizer step, micro-step, rank): resumes draw the same pairs.
+            rng = np.random.default_rng([cfg['seed'], self.num_updates, step_in_epoch, self.acc.process_index])
+            x = self.mixup(x, rng)
+        elif self.mixup is not None:
+            x, target = self.mixup(x, y)
+        with self.acc.autocast():
+            logits = self.model(x)
+            loss = self.criterion(logits, target)
+        nan_at = cfg['debug']['nan_at_step']
+        if nan_at is not None and self.num_updates == nan_at:
+            loss = loss * float('nan')
+        return loss, logits.detach()
+
+    def _check(self, bad: torch.Tensor, epoch: int, sums: torch.Tensor, elapsed: float) -> None:
+        """Stop on a non-finite loss (saving nothing) or on SIGTERM (saving a checkpoint); all ranks agree."""
+        flags = torch.stack([bad.float(), torch.tensor(float(self.stop.set), device=self.device)])
+        if self.acc.num_processes > 1:
+            flags = self.acc.reduce(flags, reduction='sum')
+        is_bad, stopping = (flags > 0).tolist()
+        if is_bad:
+            last = ckpt.latest_checkpoint(self.output / 'checkpoints')
+            kept = f'the last good checkpoint is {last} (resume=auto continues from it)' if last else \
+                'no checkpoint was saved yet'
+            raise NonFiniteLossError(
+                f'loss became NaN/inf in epoch {epoch} by optimizer step {self.num_updates}; training stopped and '
+                f'{kept}. Lower optimizer.lr, add clip_grad.mode=norm clip_grad.value=1.0, or use '
+                f'mixed_precision=bf16 instead of fp16')
+        if stopping:
+            self.train_time_s += elapsed
+            self.epoch_sums = sums.tolist()
+            path = self._save_checkpoint(epoch)
+            raise TrainingInterrupted(f'SIGTERM: saved {path} at epoch {epoch}, optimizer step {self.num_updates}; '
+                                      f'continue with resume=auto')
+
+    def _lr(self) -> float:
+        return self.optimizer.param_groups[0]['lr']
+
+    # ---- checkpoints, evaluation, export ----------------------------------------------------------------------------
+    def _save_checkpoint(self, epoch: int) -> Optional[Path]:
+        """Save at an optimizer-step boundary; `epoch` is the epoch to run next (the loader knows where in it)."""
+        from accelerate.utils import gather_object
+        rngs = gather_object([ckpt.rng_state()]) if self.acc.num_processes > 1 else [ckpt.rng_state()]
+        path = None
+        if self.acc.is_main_process:
+            state = {
+                'model': self.acc.unwrap_model(self.model).state_dict(),
+                'optimizer': self.optimizer.state_dict(),
+                'scheduler': self.scheduler.state_dict() if self.scheduler is not None else None,
+                'scaler': self.acc.scaler.state_dict() if self.acc.scaler is not None else None,
+                'ema': self.ema.state_dict() if self.ema is not None else None,
+                'loader': self.loader.state_dict(),
+                'epoch': epoch,
+                'num_updates': self.num_updates,
+                'epoch_sums': self.epoch_sums,
+                'train_time_s': self.train_time_s,
+                'rng': rngs,
+                'config': self.config,
+            }
+            path = ckpt.save_checkpoint(state, ckpt.checkpoint_path(self.output / 'checkpoints', self.num_updates),
+                                        keep=self.config['checkpoint']['keep'])
+        self.acc.wait_for_everyone()
+        return path
+
+    def _eval_model(self) -> torch.nn.Module:
+        if self.ema is not None and self.config['ema']['export']:
+            return self.ema.module
+        return self.acc.unwrap_model(self.model)
+
+    def _evaluate(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+        from ..evaluation import evaluate
+        model = self._eval_model()
+        was_training = model.training
+        model.eval()
+        try:
+            return evaluate(model, images, labels, device=self.device, amp_dtype=self.amp_dtype,
+                            mean=self.mean, std=self.std)
+        finally:
+            model.train(was_training)
+
+    def _validate(self) -> dict[str, Any]:
+        """Validation loss/top-1 on the held-out split (main process; others wait)."""
+        out = {'val_loss': None, 'val_top1': None}
+        if self.acc.is_main_process and len(self.val_labels):
+            metrics = self._evaluate(self.val_images, self.val_labels)
+            out = {'val_loss': metrics['nll'], 'val_top1': metrics['top1']}
+        self.acc.wait_for_everyone()
+        return out
+
+    def _finish(self) -> dict[str, Any]:
+        """The one test-set evaluation (final weights), then the export folder."""
+        from ..data import load_cifar10
+        cfg, d = self.config, self.config['data']
+        test = load_cifar10(d['dir'], 'test', verify_md5=d['verify_md5'], download=d['download'])
+        n_test = min(d['test_limit'] or len(test), len(test))
+        test_metrics = self._evaluate(test.images[:n_test], test.labels[:n_test])
+        exact = slice(EXACT_TEST_SLICE.start, min(EXACT_TEST_SLICE.stop, n_test))
+        exact_metrics = self._evaluate(test.images[exact], test.labels[exact])
+        rows = self.log.rows
+        results = {
+            'model': cfg['model'],
+            'top1_val': _float(rows[-1]['val_top1']) if rows else None,
+            'top1_test': test_metrics['top1'],
+            'top5_test': test_metrics['top5'],
+            'nll_test': test_metrics['nll'],
+            'ece_test': test_metrics['ece'],
+            'top1_exact': exact_metrics['top1'],
+            'top1_exact_ci95': list(exact_metrics['top1_ci95']),
+            'n_exact': exact_metrics['n'],
+            'n_test': test_metrics['n'],
+            'epochs': cfg['epochs'],
+            'train_time_s': round(self.train_time_s, 1),
+            'hardware': hardware(self.device, self.acc.num_processes),
+            'mixed_precision': cfg['mixed_precision'],
+            'git_sha': self.git_sha,
+            'config': self.resolved_config(),
+        }
+        data_config = None
+        if cfg['data']['mean'] or cfg['data']['std']:  # the export must say how its inputs were normalised
+            data_config = {'mean': self.mean, 'std': self.std}
+        export = write_export(self.output, self._eval_model(), cfg['model_args'], results, data_config)
+        self.acc.print(f'test top-1 {results["top1_test"]:.2f}% (n={results["n_test"]}), exact {results["top1_exact"]:.2f}% '
+                       f'[{results["top1_exact_ci95"][0]:.1f}, {results["top1_exact_ci95"][1]:.1f}] '
+                       f'(n={results["n_exact"]}); export in {export}')
+        return results
+
+    def resolved_config(self) -> dict[str, Any]:
+        if not hasattr(self, 'git_sha'):
+            self.git_sha = git_sha()
+        return {**self.config, 'git_sha': self.git_sha, 'num_processes': self.acc.num_processes,
+                'device': str(self.device)}
+
+
+def _float(value: Any) -> Optional[float]:
+    return None if value in (None, '') else float(value)
+
+
+def _summary(row: dict[str, Any], epochs: int) -> str:
+    val = '' if row['val_top1'] is None else f'  val loss {row["val_loss"]:.4f} top-1 {row["val_top1"]:.2f}%'
+    return (f'epoch {row["epoch"] + 1}/{epochs}  lr {row["lr"]:.4g}  train loss {row["train_loss"]:.4f} '
+            f'top-1 {row["train_top1"]:.2f}%{val}  {row["epoch_time_s"]:.1f}s {row["images_per_s"]:.0f} img/s')

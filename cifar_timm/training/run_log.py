@@ -1,0 +1,99 @@
+"""What a run leaves for people to read: `metrics.csv`, TensorBoard logs in `tb/` and `curves.png`.
+
+One row per epoch with the columns INTERFACES.md fixes. On resume the CSV keeps the rows of the epochs the
+checkpoint covers and drops later ones (a killed run may have logged an epoch it never checkpointed).
+"""
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+METRIC_COLUMNS = ('epoch', 'lr', 'train_loss', 'train_top1', 'val_loss', 'val_top1', 'epoch_time_s', 'images_per_s')
+
+
+class RunLog:
+    """Per-epoch metrics to CSV and TensorBoard, and the loss/accuracy curves as a PNG."""
+
+    def __init__(self, output: Path, resume_epoch: int = 0, tensorboard: bool = True):
+        self.output = Path(output)
+        self.csv_path = self.output / 'metrics.csv'
+        self.rows: list[dict[str, Any]] = [r for r in read_metrics(self.csv_path) if int(r['epoch']) < resume_epoch]
+        self._write_csv()
+        self.writer = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is an optional (dev) dependency
+                SummaryWriter = None
+            if SummaryWriter is not None:
+                self.writer = SummaryWriter(log_dir=str(self.output / 'tb'), purge_step=resume_epoch)
+
+    def log_epoch(self, row: dict[str, Any]) -> None:
+        self.rows.append({k: row.get(k) for k in METRIC_COLUMNS})
+        self._write_csv()
+        if self.writer is not None:
+            for key in METRIC_COLUMNS[1:]:
+                if row.get(key) is not None:
+                    self.writer.add_scalar(key, row[key], row['epoch'])
+            self.writer.flush()
+        self.plot()
+
+    def log_scalars(self, values: dict[str, float], step: int) -> None:
+        if self.writer is not None:
+            for key, value in values.items():
+                self.writer.add_scalar(key, value, step)
+
+    def _write_csv(self) -> None:
+        tmp = self.csv_path.with_name('.metrics.csv.tmp')
+        with open(tmp, 'w', newline='') as f:
+            writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
+            writer.writeheader()
+            writer.writerows(self.rows)
+        os.replace(tmp, self.csv_path)
+
+    def plot(self) -> Optional[Path]:
+        """Loss and top-1 against epoch, train and validation; None when matplotlib is missing."""
+        try:
+            import matplotlib
+            matplotlib.use('Agg')
+            import matplotlib.pyplot as plt
+        except ImportError:
+            return None
+        epochs = [int(r['epoch']) + 1 for r in self.rows]
+        fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+        for ax, key, title in ((ax_loss, 'loss', 'loss'), (ax_acc, 'top1', 'top-1 (%)')):
+            for split in ('train', 'val'):
+                values = [_float(r[f'{split}_{key}']) for r in self.rows]
+                if any(v is not None for v in values):
+                    ax.plot(epochs, [v if v is not None else float('nan') for v in values], label=split)
+            ax.set_xlabel('epoch')
+            ax.set_title(title)
+            ax.grid(alpha=0.3)
+            ax.legend()
+        fig.tight_layout()
+        path = self.output / 'curves.png'
+        tmp = path.with_name('.curves.tmp.png')
+        fig.savefig(tmp, dpi=100)
+        plt.close(fig)
+        os.replace(tmp, path)
+        return path
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    with open(path, newline='') as f:
+        return list(csv.DictReader(f))
+
+
+def _float(value: Any) -> Optional[float]:
+    if value in (None, ''):
+        return None
+    return float(value)

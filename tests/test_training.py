@@ -1,0 +1,212 @@
+"""The training recipe machinery on CPU: configs and overrides, the label-preserving mixup, NaN and SIGTERM stops,
+bf16 autocast, bit-exact resume after SIGKILL, and a real 2-process DDP run against gradient accumulation.
+
+Runs use resnet20 on a few dozen images so each takes seconds; the subprocess ones run recipes/train.py as a user
+would (`python` or `accelerate launch`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import cifar_timm  # noqa: F401  (registers the models)
+from cifar_timm.training import (ConfigError, LabelPreservingMixup, NonFiniteLossError, load_config, train)
+from cifar_timm.training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN_PY = REPO / 'recipes' / 'train.py'
+RESNET20 = REPO / 'recipes' / 'configs' / 'resnet20.yaml'
+
+
+def tiny(cifar_root: Path, output: Path, *extra: str) -> list[str]:
+    """Overrides for a seconds-long resnet20 run: 64 images, batch 16, tiny val/test, no progress bar."""
+    return [f'data.dir={cifar_root}', 'data.verify_md5=false', 'data.limit=64', 'data.val_limit=32',
+            'data.test_limit=32', 'batch_size=16', 'epochs=2', f'output={output}', 'log.progress=false',
+            'log.tensorboard=false', 'deterministic=true', *extra]
+
+
+def run_script(args: list[str], launcher: tuple[str, ...] = (sys.executable,), **kwargs) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONUNBUFFERED='1')
+    return subprocess.Popen([*launcher, str(TRAIN_PY), '--config', str(RESNET20), *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def export_params(output: Path) -> dict[str, torch.Tensor]:
+    return load_file(output / 'export' / 'model.safetensors')
+
+
+# ---- configs ------------------------------------------------------------------------------------------------------
+
+def test_config_composes_parents_and_overrides():
+    config = load_config(REPO / 'recipes/configs/se_mxresnet20.yaml', ['epochs=3', 'data.dir=/x', 'optimizer.lr=0.05',
+                                                                        'mixed_precision=bf16', 'seed=7'])
+    assert config['model'] == 'se_mxresnet20'
+    assert config['epochs'] == 3 and config['seed'] == 7 and config['mixed_precision'] == 'bf16'
+    assert config['optimizer']['lr'] == 0.05 and config['optimizer']['weight_decay'] == 2e-4  # from _s0.yaml
+    assert config['scheduler']['name'] == 'cosine' and config['data']['pad_mode'] == 'reflect'  # _s0_full.yaml
+    assert config['mixup']['name'] == 'label_preserving' and config['loss']['label_smoothing'] == 0.1
+    assert config['data']['dir'] == '/x' and config['output'] == str(Path('runs/se_mxresnet20'))
+
+
+@pytest.mark.parametrize('override, words', [
+    (['epoch=3'], 'unknown config key `epoch`'),
+    (['data.dri=/x'], 'unknown config key `data.dri`'),
+    (['epochs'], 'not key=value'),
+    (['mixed_precision=fp8'], 'mixed_precision'),
+    (['batch_size=100', 'grad_accum_steps=3'], 'not divisible'),
+    (['resume=/nonexistent/ckpt.pt'], 'not a checkpoint file'),
+    (['optimizer=sgd'], 'is a section'),
+])
+def test_config_errors_name_the_problem(override, words):
+    with pytest.raises(ConfigError, match=words.replace('`', '.')):
+        load_config(RESNET20, override)
+
+
+def test_model_args_pass_through():
+    config = load_config(RESNET20, ['model_args.drop_rate=0.1'])
+    assert config['model_args'] == {'drop_rate': 0.1}
+
+
+# ---- label-preserving mixup --------------------------------------------------------------------------------------
+
+def test_label_preserving_mixup_lambda_distribution():
+    lam = LabelPreservingMixup(alpha=0.4).sample_lambda(200_000, np.random.default_rng(0))
+    assert lam.min() >= 0.5 and lam.max() <= 1.0
+    # Against torch's independent Beta(1.4, 0.4) sampler: same mean and quartiles of max(L, 1 - L).
+    torch.manual_seed(0)
+    ref = torch.distributions.Beta(1.4, 0.4).sample((200_000,)).double().numpy()
+    ref = np.maximum(ref, 1 - ref)
+    assert abs(lam.mean() - ref.mean()) < 3e-3
+    assert np.allclose(np.quantile(lam, [0.25, 0.5, 0.75]), np.quantile(ref, [0.25, 0.5, 0.75]), atol=5e-3)
+
+
+def test_label_preserving_mixup_keeps_own_image_dominant():
+    x = torch.arange(8, dtype=torch.float32).view(8, 1, 1, 1).expand(8, 3, 4, 4).contiguous()
+    mixed = LabelPreservingMixup(0.4)(x, np.random.default_rng(1))
+    # Every output is lam*x_i + (1-lam)*x_j with lam >= 0.5, constant per image: closer to its own value.
+    assert torch.allclose(mixed, mixed[:, :1, :1, :1].expand_as(mixed))
+    own, values = x[:, 0, 0, 0], mixed[:, 0, 0, 0]
+    for i in range(8):
+        assert all(abs(values[i] - own[i]) <= abs(values[i] - own[j]) + 1e-6 for j in range(8))
+    assert not torch.equal(mixed, x)
+    again = LabelPreservingMixup(0.4)(x, np.random.default_rng(1))
+    assert torch.equal(mixed, again)  # the same generator seed draws the same pairs (exact resume)
+
+
+def test_timm_mixup_uses_our_label_smoothing():
+    from cifar_timm.training.components import build_mixup
+    cfg = load_config(RESNET20, ['mixup.name=timm'])['mixup']
+    mixup = build_mixup(cfg, label_smoothing=0.0, num_classes=10)
+    _, target = mixup(torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 3]))
+    assert target.shape == (4, 10) and torch.allclose(target.sum(1), torch.ones(4))
+    assert (target == 0).sum() > 0  # no smoothing mass spread over every class (timm's default would be 0.1)
+
+
+# ---- runs ----------------------------------------------------------------------------------------------------------
+
+def test_bf16_autocast_run_and_export(cifar_root, tmp_path):
+    out = tmp_path / 'bf16'
+    results = train(load_config(RESNET20, tiny(cifar_root, out, 'epochs=1', 'mixed_precision=bf16')))
+    assert results['mixed_precision'] == 'bf16' and np.isfinite(results['nll_test'])
+    written = json.loads((out / 'export' / 'results.json').read_text())
+    assert written['n_exact'] == 32 and written['model'] == 'resnet20'
+    import timm
+    model = timm.create_model('resnet20', pretrained=True,
+                              pretrained_cfg_overlay=dict(file=str(out / 'export' / 'model.safetensors')))
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in export_params(out).items())
+    assert (out / 'metrics.csv').read_text().startswith('epoch,lr,train_loss,train_top1,val_loss,val_top1')
+    assert (out / 'curves.png').stat().st_size > 0 and (out / 'config.yaml').exists()
+    with pytest.raises(ConfigError, match='already holds a run'):  # nothing on disk is overwritten by accident
+        train(load_config(RESNET20, tiny(cifar_root, out, 'epochs=1')))
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(cifar_root, tmp_path):
+    out = tmp_path / 'nan'
+    # 4 steps per epoch; epoch 0 checkpoints at step 4, the loss turns NaN at step 5 of epoch 1.
+    config = load_config(RESNET20, tiny(cifar_root, out, 'debug.nan_at_step=5', 'checkpoint.every=1',
+                                        'log.check_every=1'))
+    with pytest.raises(NonFiniteLossError, match='NaN/inf .* epoch 1 .*step-00000004.pt'):
+        train(config)
+    assert [p.name for p in list_checkpoints(out / 'checkpoints')] == ['step-00000004.pt']
+    state = load_checkpoint(out / 'checkpoints' / 'step-00000004.pt')
+    assert all(torch.isfinite(v).all() for v in state['model'].values() if v.is_floating_point())
+    assert not (out / 'export').exists()
+
+
+def test_sigterm_saves_a_checkpoint(cifar_root, tmp_path):
+    out = tmp_path / 'term'
+    proc = run_script(tiny(cifar_root, out, 'epochs=1000', 'checkpoint.every=1000', 'log.check_every=1'))
+    _wait_for(lambda: (out / 'metrics.csv').exists() and len((out / 'metrics.csv').read_text().splitlines()) > 1,
+              proc)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143, output
+    assert 'SIGTERM: saved' in output and 'resume=auto' in output
+    ckpt = latest_checkpoint(out / 'checkpoints')
+    assert ckpt is not None and load_checkpoint(ckpt)['num_updates'] >= 4
+
+
+def test_sigkill_and_resume_matches_uninterrupted_run(cifar_root, tmp_path):
+    args = ['epochs=4', 'checkpoint.every=1', 'checkpoint.keep=0']
+    reference = train(load_config(RESNET20, tiny(cifar_root, tmp_path / 'ref', *args)))
+
+    out = tmp_path / 'killed'
+    proc = run_script(tiny(cifar_root, out, *args))
+    _wait_for(lambda: latest_checkpoint(out / 'checkpoints') is not None, proc)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    done = len(list_checkpoints(out / 'checkpoints'))
+    assert 1 <= done < 4, 'the run must be killed mid-way'
+
+    resumed = run_script(tiny(cifar_root, out, *args, 'resume=auto'))
+    output, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, output
+    assert 'resumed from' in output
+    ref_params, params = export_params(tmp_path / 'ref'), export_params(out)
+    assert all(torch.equal(ref_params[k], params[k]) for k in ref_params)
+    result = json.loads((out / 'export' / 'results.json').read_text())
+    for key in ('top1_val', 'top1_test', 'nll_test', 'top1_exact'):
+        assert result[key] == reference[key], key
+    assert len((out / 'metrics.csv').read_text().splitlines()) == 1 + 4
+
+
+def test_two_process_ddp_equals_one_process_grad_accumulation(cifar_root, tmp_path):
+    """`accelerate launch --multi_gpu --num_processes 2` on CPU starts two gloo ranks; each takes half of every
+    global batch, so after training its parameters equal a 1-process run accumulating the two halves."""
+    common = ['epochs=1', 'batch_size=32', 'mixup.name=none']
+    ddp = run_script(tiny(cifar_root, tmp_path / 'ddp', *common),
+                     launcher=(sys.executable, '-m', 'accelerate.commands.launch', '--multi_gpu',
+                               '--num_processes', '2', '--num_machines', '1', '--mixed_precision', 'no',
+                               '--dynamo_backend', 'no'))
+    single = train(load_config(RESNET20, tiny(cifar_root, tmp_path / 'one', *common, 'grad_accum_steps=2')))
+    output, _ = ddp.communicate(timeout=300)
+    assert ddp.returncode == 0, output
+    results = json.loads((tmp_path / 'ddp' / 'export' / 'results.json').read_text())
+    assert results['hardware'].startswith('2x CPU') and single['hardware'].startswith('1x CPU')
+    import timm
+    names = {k for k, _ in timm.create_model('resnet20').named_parameters()}
+    a, b = export_params(tmp_path / 'ddp'), export_params(tmp_path / 'one')
+    assert names and all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6) for k in names)
+    assert not all(torch.equal(a[k], timm.create_model('resnet20').state_dict()[k]) for k in names)
+
+
+def _wait_for(condition, proc: subprocess.Popen, timeout: float = 240.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            raise AssertionError(f'run ended early (rc {proc.returncode}):\n{proc.stdout.read()}')
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError('timed out waiting for the run')
+        time.sleep(0.05)
