@@ -30,6 +30,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--workers', type=int, default=os.cpu_count() or 1, help='DataLoader workers')
     parser.add_argument('--pad-mode', default='constant', choices=['constant', 'reflect'])
+    parser.add_argument('--threads', type=int, default=None,
+                        help='torch intra-op threads of the main process (default: torch\'s choice); DataLoader '
+                             'workers always use one each')
     parser.add_argument('--max-steps', type=int, default=None, help='stop each path early (smoke test only)')
     return parser.parse_args(argv)
 
@@ -56,6 +59,8 @@ def synchronize(device: torch.device) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     data = load_cifar10(args.data_dir, 'train', verify_md5=args.verify_md5)
 
     synchronize(device)
@@ -73,7 +78,8 @@ def main(argv=None) -> int:
     print(f'command: python {" ".join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:]))}')
     print(f'machine: {os.cpu_count()} CPUs ({cpu}), device {device}'
           f'{" (" + torch.cuda.get_device_name(device) + ")" if device.type == "cuda" else ""}, '
-          f'torch {torch.__version__}, batch {args.batch_size}, pad mode {args.pad_mode}')
+          f'torch {torch.__version__}, batch {args.batch_size}, pad mode {args.pad_mode}, '
+          f'{torch.get_num_threads()} torch threads in the main process')
     print(f'GPU-resident loader:  {gpu_n} images in {gpu_s:.2f} s = {gpu_n / gpu_s:,.0f} images/s '
           f'(+ {setup_s:.2f} s one-off setup, not timed)')
     print(f'torchvision DataLoader ({args.workers} workers): {tv_n} images in {tv_s:.2f} s = '

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from .errors import CifarTimmError
@@ -39,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     except CifarTimmError as e:
         print(f'cifar-timm {args.command}: error: {e}', file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`cifar-timm list | head`): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == '__main__':

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 import torch
@@ -71,55 +72,60 @@ def evaluate(
     device = torch.device(device)
     cfg = getattr(model, 'pretrained_cfg', None) or {}
     check_model_input(model, images.shape[-2:])
+    if len(labels) == 0:
+        raise CifarTimmError('no images to evaluate: pass a non-empty split or --indices range')
     loader = GpuCifarLoader(
         images, labels, batch_size, train=False, device=device,
         mean=mean or cfg.get('mean', CIFAR10_MEAN), std=std or cfg.get('std', CIFAR10_STD))
-    num_classes = int(labels.max()) + 1 if len(labels) else 0
     was_training = model.training
     model.to(device).eval()
+    try:
+        return _run_metrics(model, loader, int(labels.max()) + 1, tta, amp_dtype, device, progress)
+    finally:
+        model.train(was_training)
 
-    n = correct1 = correct5 = 0
+
+def _run_metrics(model, loader: GpuCifarLoader, num_classes: int, tta: bool, amp_dtype, device: torch.device,
+                 progress: bool) -> dict[str, Any]:
+    # Sums stay on the device until the end, so the loop never waits for the GPU.
+    correct1 = torch.zeros((), dtype=torch.int64, device=device)
+    correct5 = torch.zeros_like(correct1)
     nll_sum = torch.zeros((), dtype=torch.float64, device=device)
-    bin_count = torch.zeros(ECE_BINS, dtype=torch.float64, device=device)
-    bin_conf = torch.zeros_like(bin_count)
-    bin_correct = torch.zeros_like(bin_count)
+    bin_conf = torch.zeros(ECE_BINS, dtype=torch.float64, device=device)
+    bin_correct = torch.zeros_like(bin_conf)
+    n = 0
     _synchronize(device)
     start = time.perf_counter()
-    with torch.inference_mode(), tqdm(total=len(labels), unit='img', desc='eval', disable=None if progress else True) as bar:
+    bar = tqdm(total=loader.num_images, unit='img', desc='eval', disable=None if progress else True)  # None: tty only
+    with torch.inference_mode(), bar:
         for step, (x, y) in enumerate(loader):
             log_probs = _log_probs(model, x, tta, amp_dtype, device, first=step == 0)
             if log_probs.shape[1] < num_classes:
                 raise ModelInputError(
                     f'the model has {log_probs.shape[1]} outputs but the labels need {num_classes}: create it with '
                     f'num_classes={num_classes} (every cifar-timm model has 10)')
-            k = min(5, log_probs.shape[1])
-            top = log_probs.topk(k, dim=1).indices
+            top = log_probs.topk(min(5, log_probs.shape[1]), dim=1).indices
             hit = top == y[:, None]
-            correct1 += int(hit[:, 0].sum())
-            correct5 += int(hit.any(dim=1).sum())
-            nll_sum += -log_probs.gather(1, y[:, None]).sum(dtype=torch.float64)
+            correct1 += hit[:, 0].sum()
+            correct5 += hit.any(dim=1).sum()
+            nll_sum -= log_probs.gather(1, y[:, None]).sum(dtype=torch.float64)
             confidence = log_probs.max(dim=1).values.exp().double()
-            bins = (confidence * ECE_BINS).ceil().long().clamp_(1, ECE_BINS) - 1
-            bin_count.index_add_(0, bins, torch.ones_like(confidence))
+            bins = (confidence * ECE_BINS).ceil().long().clamp_(1, ECE_BINS) - 1  # bin b holds (b/15, (b+1)/15]
             bin_conf.index_add_(0, bins, confidence)
             bin_correct.index_add_(0, bins, hit[:, 0].double())
             n += len(y)
             bar.update(len(y))
     _synchronize(device)
     elapsed = time.perf_counter() - start
-    if was_training:
-        model.train()
-    if n == 0:
-        raise CifarTimmError('no images to evaluate: pass a non-empty split or --indices range')
-    ece = (bin_correct - bin_conf).abs().sum() / n
+    correct = int(correct1)
     return {
-        'top1': 100.0 * correct1 / n,
-        'top5': 100.0 * correct5 / n,
+        'top1': 100.0 * correct / n,
+        'top5': 100.0 * int(correct5) / n,
         'nll': float(nll_sum) / n,
-        'ece': 100.0 * float(ece),
+        'ece': 100.0 * float((bin_correct - bin_conf).abs().sum()) / n,
         'n': n,
-        'correct': correct1,
-        'top1_ci95': list(wilson_interval(correct1, n)),
+        'correct': correct,
+        'top1_ci95': list(wilson_interval(correct, n)),
         'images_per_s': n / elapsed if elapsed > 0 else float('inf'),
     }
 
@@ -132,6 +138,8 @@ def _log_probs(model, x, tta, amp_dtype, device, first) -> torch.Tensor:
             if tta:
                 flipped = F.log_softmax(model(x.flip(3)).float(), dim=1)
                 log_probs = torch.logsumexp(torch.stack([log_probs, flipped]), dim=0) - math.log(2)
+    except torch.OutOfMemoryError:
+        raise
     except RuntimeError as e:
         if not first:
             raise
@@ -154,10 +162,7 @@ def create_eval_model(
 ) -> torch.nn.Module:
     """`timm.create_model(name, pretrained=...)`, then the weights of `checkpoint` (a safetensors or torch
     state_dict file, read by timm's `load_checkpoint`), with clear errors for an unknown name or a bad file."""
-    import timm
-    from timm.models import load_checkpoint
-
-    from . import models  # noqa: F401  (registers the cifar-timm architectures with timm)
+    import timm  # cifar_timm's own import has registered its architectures with timm
 
     if pretrained and checkpoint:
         raise CifarTimmError('pass either --pretrained or --checkpoint, not both')
@@ -177,8 +182,6 @@ def create_eval_model(
 
 def load_checkpoint_file(model: torch.nn.Module, path: str) -> None:
     """Load a safetensors / torch state_dict file into `model`; a CifarTimmError naming the file when it fails."""
-    from pathlib import Path
-
     from timm.models import load_checkpoint
 
     if not Path(path).is_file():
@@ -186,7 +189,7 @@ def load_checkpoint_file(model: torch.nn.Module, path: str) -> None:
     try:
         load_checkpoint(model, str(path), strict=True)
     except Exception as e:  # corrupt file (safetensors/pickle errors) or a state_dict of another architecture
-        detail = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        detail = ' '.join(str(e).split())[:300] or type(e).__name__
         raise CifarTimmError(
             f'cannot load checkpoint {path} into {type(model).__name__} ({detail}): it is damaged or holds the '
             f'weights of another architecture / num_classes; pass the checkpoint written for this model') from e

@@ -2,16 +2,17 @@
 
 A published weight is a record in `cifar_timm/models/pretrained_tags.json`, keyed `'<model>.<tag>'`
 (written by `cifar-timm export`). Its PretrainedCfg fields (hf_hub_id, license, ...) become the timm cfg of the
-tag; the rest (sha256, size, measured results) stays here and is looked up by name at load time, because timm's
-PretrainedCfg has no field for a checksum.
+tag; the rest (sha256, size, measured results) stays in the record and is looked up by name at load time, because
+timm's PretrainedCfg has no field for a checksum.
 
 Weights for a registry name (`resnet20`, `resnet20.c10`) are taken from the first of:
   1. `$CIFAR_TIMM_WEIGHTS/<model>.<tag>/model.safetensors`
   2. `hub/<model>.<tag>/model.safetensors` of a source checkout (`$CIFAR_TIMM_HUB_DIR` names another folder)
   3. the Hugging Face Hub repo `hf_hub_id`, through timm's own download helper (cached by huggingface_hub)
 and handed to timm's loader as `pretrained_cfg_overlay={'file': ...}`. `hf-hub:<repo>` names are downloaded the
-same way; `local-dir:<folder>` is left to timm. Before anything is loaded the file's size and sha256 are checked
-against the record, and the tensors' names and shapes against the model being built.
+same way; `local-dir:<folder>` and weights the caller names (`pretrained_cfg_overlay=dict(file=...)`) are loaded as
+given. Before anything is loaded the file's size and sha256 are checked against the record, and the tensors' names
+and shapes against the model being built.
 """
 from __future__ import annotations
 
@@ -66,8 +67,8 @@ def load_pretrained_tags(path: Optional[Path] = None) -> dict[str, dict[str, Any
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise CifarTimmError(f'{path} is not valid JSON ({e}); restore it with `git checkout -- {path.name}` '
-                             f'or re-run `cifar-timm export`.') from e
+        raise CifarTimmError(f'{path} is not valid JSON ({e}); restore it from version control, or delete it and '
+                             f're-run `cifar-timm export` for each published run.') from e
 
 
 def write_pretrained_tag(name_tag: str, record: dict[str, Any], path: Optional[Path] = None) -> Path:
@@ -81,16 +82,13 @@ def write_pretrained_tag(name_tag: str, record: dict[str, Any], path: Optional[P
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write through a temporary file in the same folder and `os.replace`, so a crash never leaves half a file."""
-    write_bytes_atomic(path, text.encode())
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
+        with os.fdopen(fd, 'w') as f:
+            f.write(text)
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)  # mkstemp makes it owner-only
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -99,27 +97,26 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
 def checkout_hub_dir() -> Optional[Path]:
     """`hub/` of the source checkout this package runs from (None for an installed wheel)."""
-    if (_CHECKOUT_DIR / 'pyproject.toml').is_file() and (_CHECKOUT_DIR / 'hub').is_dir():
+    if (_CHECKOUT_DIR / 'pyproject.toml').is_file():
         return _CHECKOUT_DIR / 'hub'
     return None
 
 
+def hub_dir() -> Optional[Path]:
+    """The folder of Hub repos in force: `$CIFAR_TIMM_HUB_DIR`, else the checkout's hub/ (None for a wheel)."""
+    return Path(os.environ[HUB_DIR_ENV]) if os.environ.get(HUB_DIR_ENV) else checkout_hub_dir()
+
+
 def default_hub_dir() -> Path:
-    """Where exported repos go and are looked up: `$CIFAR_TIMM_HUB_DIR`, the checkout's hub/, else ./hub."""
-    env = os.environ.get(HUB_DIR_ENV)
-    if env:
-        return Path(env)
-    return checkout_hub_dir() or Path('hub')
+    """Where `cifar-timm export` writes: `hub_dir()`, or ./hub when running from an installed wheel."""
+    return hub_dir() or Path('hub')
 
 
 def local_weight_candidates(name_tag: str) -> list[Path]:
     """Local places searched for `<model>.<tag>` weights, in order."""
-    folders = []
-    if os.environ.get(WEIGHTS_ENV):
-        folders.append(Path(os.environ[WEIGHTS_ENV]))
-    hub_dir = Path(os.environ[HUB_DIR_ENV]) if os.environ.get(HUB_DIR_ENV) else checkout_hub_dir()
-    if hub_dir is not None:
-        folders.append(hub_dir)
+    folders = [Path(os.environ[WEIGHTS_ENV])] if os.environ.get(WEIGHTS_ENV) else []
+    if hub_dir() is not None:
+        folders.append(hub_dir())
     return [folder / name_tag / WEIGHTS_FILENAME for folder in folders]
 
 
@@ -189,7 +186,7 @@ def architecture_check(
         if then is not None:
             try:
                 state_dict = then(state_dict, model)
-            except TypeError:  # timm also accepts one-argument filters
+            except TypeError:  # one-argument filters, accepted by timm's load_pretrained the same way
                 state_dict = then(state_dict)
         expected = model.state_dict()
         adapted = set()
@@ -201,7 +198,8 @@ def architecture_check(
         wrong_shape = []
         for k, v in state_dict.items():
             if k in expected and k not in adapted and tuple(v.shape) != tuple(expected[k].shape):
-                if k in first_conv_weights and v.shape[:1] + v.shape[2:] == expected[k].shape[:1] + expected[k].shape[2:]:
+                same_but_channels = v.shape[:1] + v.shape[2:] == expected[k].shape[:1] + expected[k].shape[2:]
+                if k in first_conv_weights and same_but_channels:
                     continue
                 wrong_shape.append(f'{k}: file {tuple(v.shape)} vs model {tuple(expected[k].shape)}')
         if missing or unexpected or wrong_shape:
@@ -235,14 +233,15 @@ def resolve_pretrained_kwargs(variant: str, kwargs: dict[str, Any]) -> dict[str,
     record = load_pretrained_tags().get(name_tag)
 
     path: Optional[Path] = None
-    if cfg.state_dict is not None or any(overlay.get(k) for k in ('file', 'url', 'state_dict')):
-        path = Path(cfg.file) if cfg.file and not cfg.url and cfg.state_dict is None else None
-    elif cfg.source == 'local-dir':
+    if cfg.source == 'local-dir':
         # the user named the folder: use what is there (timm picks the file); only make sure it is readable
         candidate = Path(cfg.file or '') / WEIGHTS_FILENAME
         if candidate.is_file():
             _check_safetensors_readable(candidate, name_tag)
             path = candidate
+    elif cfg.state_dict is not None or cfg.file or cfg.url:
+        # the caller named the weights (a file, url or state_dict in pretrained_cfg or its overlay): load those
+        path = Path(cfg.file) if cfg.file and cfg.state_dict is None else None
     elif cfg.source == 'hf-hub':
         path = download_weights(cfg.hf_hub_id, name_tag, kwargs.get('cache_dir'))
         # the record vouches for this repo's main revision only; a pinned revision may differ legitimately
@@ -257,8 +256,9 @@ def resolve_pretrained_kwargs(variant: str, kwargs: dict[str, Any]) -> dict[str,
             path = download_weights(cfg.hf_hub_id, name_tag, kwargs.get('cache_dir'))
             _verify_or_evict(path, name_tag, record)
         else:
+            published = ', '.join(sorted(load_pretrained_tags())) or 'none'
             raise WeightsNotFoundError(
-                f'{name_tag} has no published weights (published: {", ".join(sorted(load_pretrained_tags())) or "none"}).'
+                f'{name_tag} has no published weights (published: {published}).'
                 f' Export a trained run with `cifar-timm export RUN_DIR`, or build it with pretrained=False.')
         overlay['file'] = str(path)
 
@@ -271,6 +271,7 @@ def resolve_pretrained_kwargs(variant: str, kwargs: dict[str, Any]) -> dict[str,
 
 def download_weights(hf_hub_id: str, name_tag: str, cache_dir: Any = None) -> Path:
     """`model.safetensors` of a Hub repo through timm's download helper (huggingface_hub's cache)."""
+    from huggingface_hub import constants
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
     from timm.models._hub import download_from_hf
 
@@ -281,18 +282,14 @@ def download_weights(hf_hub_id: str, name_tag: str, cache_dir: Any = None) -> Pa
     try:
         return Path(download_from_hf(hf_hub_id, WEIGHTS_FILENAME, cache_dir=cache_dir))
     except LocalEntryNotFoundError as e:  # Hub unreachable (or HF_HUB_OFFLINE=1) and nothing cached
+        offline = ', HF_HUB_OFFLINE is set' if constants.HF_HUB_OFFLINE else ''
         raise WeightsNotFoundError(
-            f'{name_tag}: cannot reach the Hugging Face Hub for {hf_hub_id} ({_endpoint()}) and no copy is cached. '
-            f'{searched}{local_fix}') from e
+            f'{name_tag}: cannot reach the Hugging Face Hub for {hf_hub_id} ({constants.ENDPOINT}{offline}) and no '
+            f'copy is cached. {searched}{local_fix}') from e
     except (EntryNotFoundError, HfHubHTTPError) as e:
         raise WeightsNotFoundError(
-            f'{name_tag}: the Hub ({_endpoint()}) has no {WEIGHTS_FILENAME} in {hf_hub_id} '
+            f'{name_tag}: the Hub ({constants.ENDPOINT}) has no {WEIGHTS_FILENAME} in {hf_hub_id} '
             f'({type(e).__name__}). {searched}{local_fix}') from e
-
-
-def _endpoint() -> str:
-    from huggingface_hub import constants
-    return constants.ENDPOINT
 
 
 def _verify_or_evict(path: Path, name_tag: str, record: Optional[dict[str, Any]]) -> None:

@@ -1,7 +1,7 @@
 """The README.md model card of a Hub repo made by `cifar-timm export`: YAML front matter plus a Markdown body.
 
 Every number in a card comes from the run (`results.json`, `config.yaml`, `metrics.csv`), from the model itself
-(params, MACs counted here) or from `SOURCE_RESULTS`; the facts about the training data come from
+(params, MACs as `cifar-timm list` counts them) or from `SOURCE_RESULTS`; the facts about the training data come from
 ../shared/cifar10/README.md (which images of the shared CIFAR-10 copy are exact and which were JPEG-decoded).
 """
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
-import torch
 import yaml
 
 from .constants import CIFAR10_CLASSES, CIFAR10_INPUT_SIZE, EXACT_TEST_SLICE
@@ -19,18 +18,6 @@ from .constants import CIFAR10_CLASSES, CIFAR10_INPUT_SIZE, EXACT_TEST_SLICE
 EXACT_TRAIN_IMAGES = 8068
 TRAIN_IMAGES = 50000
 N_EXACT_TEST = EXACT_TEST_SLICE.stop - EXACT_TEST_SLICE.start
-
-
-def count_macs(model: torch.nn.Module, input_size: tuple[int, ...] = CIFAR10_INPUT_SIZE) -> int:
-    """Multiply-accumulates of one image: FlopCounterMode counts conv and matmul FLOPs (2 per MAC) and nothing
-    else, which is the conv+linear convention of ../shared/specs/architectures.md."""
-    from torch.utils.flop_counter import FlopCounterMode
-    was_training = model.training
-    model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, *input_size))
-    model.train(was_training)
-    return counter.get_total_flops() // 2
 
 
 @dataclass
@@ -92,12 +79,17 @@ def _duration(seconds: Optional[float]) -> str:
     return f'{seconds:,.0f} s' if seconds < 3600 else f'{seconds / 3600:.2f} h ({seconds:,.0f} s)'
 
 
-def _train_images(results: dict[str, Any]) -> Optional[int]:
+def _split_sentence(results: dict[str, Any]) -> str:
+    """How many training images the run used and how many it held out, from its resolved config."""
     data = (results.get('config') or {}).get('data') or {}
     if 'val_size' not in data:
-        return None
-    n = TRAIN_IMAGES - int(data['val_size'] or 0)
-    return min(n, int(data['limit'])) if data.get('limit') else n
+        return ''
+    val_size = int(data['val_size'] or 0)
+    n_train = TRAIN_IMAGES - val_size
+    if data.get('limit'):
+        n_train = min(n_train, int(data['limit']))
+    held_out = f', with {val_size:,} others held out for validation' if val_size else ''
+    return f' This run trained on {n_train:,} of them{held_out}.'
 
 
 def _pct(value: Optional[float]) -> str:
@@ -110,18 +102,16 @@ def _body(f: CardFacts) -> str:
     mean, std = tuple(cfg.get('mean', ())), tuple(cfg.get('std', ()))
     lo, hi = (r.get('top1_exact_ci95') or (None, None))[:2]
     interval = f'[{lo:.2f}, {hi:.2f}]' if lo is not None else '–'
+    n_exact = r.get('n_exact', N_EXACT_TEST)
     papers = cfg.get('paper_ids') or ''
     source_line = f' Architecture as in {cfg["origin_url"]}' if cfg.get('origin_url') else ''
     if source_line:
         source_line += f' ({papers}).' if papers else '.'
     source_row = (f'| reported by the source ({f.source_note}), original CIFAR-10 | {f.source_top1:.2f}% | | |\n'
                   if f.source_top1 is not None else '')
-    val_row = (f'| validation split (held-out training images, best epoch {_pct(f.best_val_top1)}) | '
+    val_row = (f'| validation split (held-out training images), final epoch; best epoch {_pct(f.best_val_top1)} | '
                f'{_pct(r.get("top1_val"))} | | |\n' if r.get('top1_val') is not None else '')
-    n_train = _train_images(r)
-    val_size = ((r.get('config') or {}).get('data') or {}).get('val_size') or 0
-    used = (f' This run trained on {n_train:,} of them' + (f', with {val_size:,} others held out for validation.'
-                                                            if val_size else '.')) if n_train is not None else ''
+    used = _split_sentence(r)
     curves = (f'\n![Training curves: loss and top-1 per epoch]({f.curves_file})\n' if f.curves_file else '')
     return f'''# Model card for {f.name_tag}
 
@@ -163,7 +153,7 @@ checked before use.
 ## Results
 | test images | top-1 | 95% interval | n |
 | --- | --- | --- | --- |
-| exact test images 0–{N_EXACT_TEST - 1} (the number to quote) | {_pct(r.get('top1_exact'))} | {interval} | {r.get('n_exact', N_EXACT_TEST):,} |
+| exact test images 0–{n_exact - 1} (the number to quote) | {_pct(r.get('top1_exact'))} | {interval} | {n_exact:,} |
 | {_test_set(r)} | {_pct(r.get('top1_test'))} | | {r.get('n_test', 10000):,} |
 {val_row}{source_row}
 The interval is the Wilson score interval. The source's number was measured on the original CIFAR-10, with the

@@ -5,7 +5,7 @@ huggingface_hub 2.4 sends for downloads (file_download.py) and uploads (hf_api.c
 LFS protocol, _commit_api.py, lfs.py):
 
   HEAD/GET /<org>/<repo>/resolve/<rev>/<path>      ETag, X-Repo-Commit, Content-Length (+ X-Linked-* for LFS files);
-                                                   404 with X-Error-Code RepositoryNotFound / EntryNotFound
+                                                   404 with X-Error-Code RepoNotFound / EntryNotFound
   GET  /api/models/<org>/<repo>[/revision/<rev>]   model info with siblings (blobId, size, lfs) for `?blobs=true`
   POST /api/repos/create                           200, or 409 when the repo exists
   POST /api/validate-yaml                          no warnings

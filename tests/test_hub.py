@@ -27,7 +27,7 @@ import cifar_timm
 from cifar_timm import cli
 from cifar_timm.commands.export import export_run
 from cifar_timm.errors import CifarTimmError
-from cifar_timm.hub import sha256_file
+from cifar_timm.hub import local_weight_candidates, sha256_file
 
 from hub_server import LoopbackHub
 
@@ -53,7 +53,8 @@ def load(name, **kwargs):
     try:
         model = timm.create_model(name, pretrained=True, **kwargs).eval()
     except Exception as e:
-        return {'error': type(e).__name__, 'message': str(e), 'user_error': isinstance(e, cifar_timm.errors.CifarTimmError)}
+        user_error = isinstance(e, cifar_timm.errors.CifarTimmError)
+        return {'error': type(e).__name__, 'message': str(e), 'user_error': user_error}
     with torch.no_grad():
         same = torch.equal(model(x), expected)
     return {'same_logits': same, 'file': model.pretrained_cfg.get('file'), 'tag': model.pretrained_cfg.get('tag'),
@@ -70,13 +71,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def scenario_env(tmp: Path, tags_file: Path, endpoint: str, **extra: str) -> dict[str, str]:
+def scenario_env(tmp: Path, tags_file: Path, endpoint: str) -> dict[str, str]:
+    """A clean environment: this machine's HF and cifar-timm settings dropped, a fresh cache under `tmp`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(('HF_', 'HUGGINGFACE', 'CIFAR_TIMM_'))}
     (tmp / 'no_hub').mkdir(parents=True, exist_ok=True)
     env.update(HF_HOME=str(tmp / 'hf_home'), HF_HUB_CACHE=str(tmp / 'hf_cache'), HF_ENDPOINT=endpoint,
                HF_HUB_DISABLE_TELEMETRY='1', HF_HUB_DISABLE_PROGRESS_BARS='1', HF_HUB_DISABLE_XET='1',
                CIFAR_TIMM_PRETRAINED_TAGS=str(tags_file), CIFAR_TIMM_HUB_DIR=str(tmp / 'no_hub'))
-    env.update(extra)
     return env
 
 
@@ -127,9 +128,22 @@ def published(tmp_path_factory):
             'weights': repo / 'model.safetensors', 'resnet32_weights': other / 'model.safetensors'}
 
 
+@pytest.fixture(scope='module', autouse=True)
+def offline_case(published, tmp_path_factory):
+    """`pretrained=True` with the Hub down and no local copy. huggingface_hub retries a refused connection for
+    about 23 s before giving up, so this starts with the module (autouse) and is collected by its test at the end."""
+    tmp = tmp_path_factory.mktemp('offline')
+    env = scenario_env(tmp, published['tags_file'], f'http://127.0.0.1:{free_port()}')
+    proc = run_scenario("out['offline'] = load('resnet20.c10')\n", published['weights'], env, background=True)
+    yield lambda: dict(finish(proc), cache=[str(p) for p in (tmp / 'hf_cache').rglob('*') if p.is_file()])
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
 @pytest.fixture(scope='module')
 def local_cases(published, tmp_path_factory):
-    """Every local-resolution case in one interpreter, with the Hub down; the offline case runs alongside."""
+    """Every local-resolution case in one interpreter, with the Hub down (any network use would fail them)."""
     tmp = tmp_path_factory.mktemp('local')
     weights, name = published['weights'], NAME_TAG
     good = tmp / 'weights_env'
@@ -143,11 +157,6 @@ def local_cases(published, tmp_path_factory):
     wrong_arch = tmp / 'wrong_arch'
     shutil.copytree(published['repo'], wrong_arch)
     shutil.copyfile(published['resnet32_weights'], wrong_arch / 'model.safetensors')
-
-    down = f'http://127.0.0.1:{free_port()}'
-    offline_env = scenario_env(tmp / 'offline', published['tags_file'], down)
-    # huggingface_hub retries a refused connection for ~25 s before giving up: let that run in the background
-    offline = run_scenario("out['offline'] = load('resnet20.c10')\n", weights, offline_env, background=True)
 
     body = f'''
 out['published'] = sorted(cifar_timm.list_models(pretrained=True))
@@ -166,9 +175,8 @@ out['wrong_arch_dir'] = load('local-dir:' + {str(wrong_arch)!r})
 out['wrong_arch_file'] = load('resnet20', pretrained_cfg_overlay=dict(file={str(published['resnet32_weights'])!r}))
 out['unpublished'] = load('resnet56')
 '''
-    results = run_scenario(body, weights, scenario_env(tmp, published['tags_file'], down))
-    results.update(finish(offline))
-    results['offline_cache'] = [str(p) for p in (tmp / 'offline' / 'hf_cache').rglob('*') if p.is_file()]
+    env = scenario_env(tmp, published['tags_file'], f'http://127.0.0.1:{free_port()}')
+    results = run_scenario(body, weights, env)
     return results, {'good': good, 'bad_sha': bad_sha, 'truncated': truncated, 'wrong_arch': wrong_arch}
 
 
@@ -186,7 +194,8 @@ def test_export_writes_a_hub_repo_and_its_record(published):
     assert sorted(p.name for p in repo.iterdir()) == ['README.md', 'config.json', 'model.safetensors', 'results.json']
     config = json.loads((repo / 'config.json').read_text())
     assert config['architecture'] == 'resnet20' and config['num_classes'] == 10
-    assert config['pretrained_cfg']['tag'] == 'c10' and config['pretrained_cfg']['mean'] == list(cifar_timm.CIFAR10_MEAN)
+    assert config['pretrained_cfg']['tag'] == 'c10'
+    assert config['pretrained_cfg']['mean'] == list(cifar_timm.CIFAR10_MEAN)
     assert record['hf_hub_id'] == HUB_ID and record['license'] == 'apache-2.0'
     assert record['sha256'] == sha256_file(repo / 'model.safetensors')
     assert record['size'] == (repo / 'model.safetensors').stat().st_size
@@ -227,6 +236,18 @@ def test_export_rejects_incomplete_run_and_keeps_other_records(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- local resolution
+
+def test_local_search_order(monkeypatch, tmp_path):
+    """$CIFAR_TIMM_WEIGHTS first, then hub/ of this checkout ($CIFAR_TIMM_HUB_DIR replaces it)."""
+    monkeypatch.delenv('CIFAR_TIMM_WEIGHTS', raising=False)
+    monkeypatch.delenv('CIFAR_TIMM_HUB_DIR', raising=False)
+    weights = Path(NAME_TAG) / 'model.safetensors'
+    assert local_weight_candidates(NAME_TAG) == [REPO_ROOT / 'hub' / weights]
+    monkeypatch.setenv('CIFAR_TIMM_WEIGHTS', str(tmp_path / 'w'))
+    assert local_weight_candidates(NAME_TAG) == [tmp_path / 'w' / weights, REPO_ROOT / 'hub' / weights]
+    monkeypatch.setenv('CIFAR_TIMM_HUB_DIR', str(tmp_path / 'h'))
+    assert local_weight_candidates(NAME_TAG) == [tmp_path / 'w' / weights, tmp_path / 'h' / weights]
+
 
 def test_published_tags_are_listed(local_cases):
     results, _ = local_cases
@@ -271,21 +292,13 @@ def test_weights_of_another_architecture_are_refused(local_cases, published):
     for case, path in ((results['wrong_arch_dir'], paths['wrong_arch'] / 'model.safetensors'),
                        (results['wrong_arch_file'], published['resnet32_weights'])):
         assert case['error'] == 'WeightsArchitectureError' and case['user_error']
-        assert str(path) in case['message'] and 'resnet20' in case['message'] and 'another architecture' in case['message']
+        assert str(path) in case['message'] and 'resnet20' in case['message']
+        assert 'another architecture' in case['message']
 
 
 def test_model_without_weights_says_so(local_cases):
     case = local_cases[0]['unpublished']
     assert case['error'] == 'WeightsNotFoundError' and 'resnet56 has no published weights' in case['message']
-
-
-def test_hub_down_without_local_copy(local_cases):
-    results, _ = local_cases
-    case = results['offline']
-    assert case['error'] == 'WeightsNotFoundError' and case['user_error']
-    assert 'cannot reach the Hugging Face Hub' in case['message'] and 'CIFAR_TIMM_WEIGHTS' in case['message']
-    assert 'hub/resnet20.c10' in case['message']
-    assert not [p for p in results['offline_cache'] if 'blobs' in p or p.endswith('.incomplete')]
 
 
 # -------------------------------------------------------------------------------------------- loopback Hub
@@ -299,27 +312,32 @@ def test_hub_download_cache_and_hf_hub_names(published, hub_server, tmp_path):
     (corrupt / 'model.safetensors').write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
     tags = json.loads(published['tags_file'].read_text())
     tags['resnet20.corrupt'] = dict(tags[NAME_TAG], hf_hub_id='cifar-timm/resnet20.corrupt')
+    tags['resnet20.gone'] = dict(tags[NAME_TAG], hf_hub_id='cifar-timm/resnet20.gone')  # no such repo on the Hub
     tags_file = tmp_path / 'tags.json'
     tags_file.write_text(json.dumps(tags))
     env = scenario_env(tmp_path, tags_file, hub_server.url)
 
-    first = run_scenario("out['first'] = load('resnet20.c10')\n", published['weights'], env)
-    assert first['first']['same_logits'] and first['first']['hf_hub_id'] == HUB_ID
-    assert 'GET' in hub_server.methods_for(f'/{HUB_ID}/resolve/main/model.safetensors')
-    cached = Path(first['first']['file'])
-    assert str(tmp_path / 'hf_cache') in str(cached) and cached.is_file()
-
-    hub_server.requests.clear()
-    body = "out['again'] = load('resnet20.c10')\nout['hf_hub'] = load('hf-hub:cifar-timm/resnet20.c10')\n" \
-           "out['corrupt'] = load('resnet20.corrupt')\n"
-    second = run_scenario(body, published['weights'], env)
-    assert second['again']['same_logits'] and second['again']['file'] == str(cached)
-    assert second['hf_hub']['same_logits'] and second['hf_hub']['tag'] == 'c10'
-    assert hub_server.methods_for(f'/{HUB_ID}/resolve/main/model.safetensors') == ['HEAD', 'HEAD']  # no GET: cached
-    assert second['corrupt']['error'] == 'WeightsIntegrityError'
-    assert 'resnet20.corrupt' in second['corrupt']['message'] and 'removed from the cache' in second['corrupt']['message']
+    body = ("out['first'] = load('resnet20.c10')\n"
+            "out['again'] = load('resnet20.c10')\n"
+            "out['hf_hub'] = load('hf-hub:cifar-timm/resnet20.c10')\n"
+            "out['corrupt'] = load('resnet20.corrupt')\n"
+            "out['gone'] = load('resnet20.gone')\n")
+    out = run_scenario(body, published['weights'], env)
+    first, again, hf_hub, corrupt_case = out['first'], out['again'], out['hf_hub'], out['corrupt']
+    assert first['same_logits'] and first['hf_hub_id'] == HUB_ID
+    cached = Path(first['file'])
+    assert cached.is_file() and cached.is_relative_to(tmp_path / 'hf_cache')
+    assert again['same_logits'] and again['file'] == str(cached)
+    assert hf_hub['same_logits'] and hf_hub['tag'] == 'c10'
+    # one download; the second call and the hf-hub: name only asked whether the cached file is current
+    assert hub_server.methods_for(f'/{HUB_ID}/resolve/main/model.safetensors') == ['HEAD', 'GET', 'HEAD', 'HEAD']
+    assert corrupt_case['error'] == 'WeightsIntegrityError'
+    assert 'resnet20.corrupt' in corrupt_case['message'] and 'removed from the cache' in corrupt_case['message']
     cache = tmp_path / 'hf_cache' / 'models--cifar-timm--resnet20.corrupt'
-    assert not [p for p in cache.rglob('*') if p.name == 'model.safetensors' or p.is_file() and p.stat().st_size == len(data)]
+    assert 'GET' in hub_server.methods_for('/cifar-timm/resnet20.corrupt/resolve/main/model.safetensors')
+    assert not [p for p in cache.rglob('*') if p.name == 'model.safetensors' or p.stat().st_size == len(data)]
+    assert out['gone']['error'] == 'WeightsNotFoundError' and 'cifar-timm/resnet20.gone' in out['gone']['message']
+    assert 'CIFAR_TIMM_WEIGHTS' in out['gone']['message']
 
 
 # ---------------------------------------------------------------------------------------------------- publish
@@ -335,6 +353,7 @@ def hub_client(hub_server, published, monkeypatch, tmp_path):
     return hub_server
 
 
+@pytest.mark.filterwarnings('ignore::DeprecationWarning:httpx2')  # huggingface_hub's own LFS PUT
 def test_publish_dry_run_upload_and_idempotence(hub_client, published, tmp_path, capsys):
     repo = tmp_path / NAME_TAG
     shutil.copytree(published['repo'], repo)
@@ -379,12 +398,10 @@ def test_round_trip_train_export_load(cifar_root, tmp_path):
     """A real 1-epoch run on 256 images -> export -> pretrained=True from hub/ and from the Hub: identical logits,
     and the loaded model reproduces the run's own top-1 on the exact test images."""
     run_dir = tmp_path / 'run'
-    config = REPO_ROOT / 'recipes' / 'configs' / 'resnet20.yaml'
-    args = ['--config', str(config)] if config.is_file() else ['model=resnet20']
     train = subprocess.run(
-        [sys.executable, 'recipes/train.py', *args, 'epochs=1', 'data.limit=256', 'data.val_limit=256',
-         'data.test_limit=1017', f'data.dir={cifar_root}', 'data.verify_md5=false', 'batch_size=64',
-         'log.progress=false', 'log.tensorboard=false', 'ema.enabled=false', 'mixed_precision=no', f'output={run_dir}'],
+        [sys.executable, 'recipes/train.py', '--config', 'recipes/configs/resnet20.yaml', 'epochs=1',
+         'data.limit=256', 'data.val_limit=256', 'data.test_limit=1017', f'data.dir={cifar_root}',
+         'data.verify_md5=false', 'batch_size=64', 'log.progress=false', 'log.tensorboard=false', f'output={run_dir}'],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert train.returncode == 0, train.stderr[-3000:]
     results = json.loads((run_dir / 'export' / 'results.json').read_text())
@@ -410,3 +427,14 @@ out['hub'] = load('resnet20.c10')
     assert out['hub_dir']['same_logits'] and out['hub_dir']['file'] == str(repo / 'model.safetensors')
     assert out['hub']['same_logits'] and 'hf_cache' in out['hub']['file'] and 'GET' in downloads
     assert out['top1_exact'] == pytest.approx(results['top1_exact'], abs=1e-6)
+
+
+# ------------------------------------------------------------------------------------ offline (last: see offline_case)
+
+def test_hub_down_without_local_copy(offline_case):
+    results = offline_case()
+    case = results['offline']
+    assert case['error'] == 'WeightsNotFoundError' and case['user_error']
+    assert 'cannot reach the Hugging Face Hub' in case['message'] and 'CIFAR_TIMM_WEIGHTS' in case['message']
+    assert 'hub/resnet20.c10' in case['message']
+    assert not [p for p in results['cache'] if 'blobs' in p or p.endswith('.incomplete')]

@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file
 
 import cifar_timm  # noqa: F401  (registers the models)
-from cifar_timm.training import (ConfigError, LabelPreservingMixup, NonFiniteLossError, load_config, train)
+from cifar_timm.training import ConfigError, LabelPreservingMixup, NonFiniteLossError, load_config, train
 from cifar_timm.training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,6 +72,15 @@ def test_config_errors_name_the_problem(override, words):
         load_config(RESNET20, override)
 
 
+def test_cli_prints_errors_without_traceback_and_resolved_config(capsys):
+    from cifar_timm.training import main
+    assert main(['--config', str(RESNET20), 'epoch=3']) == 1
+    err = capsys.readouterr().err
+    assert err.startswith('train.py: error: unknown config key `epoch`') and 'Traceback' not in err
+    assert main(['--config', str(RESNET20), '--print-config', 'optimizer.kwargs.dampening=0.0']) == 0
+    assert 'dampening: 0.0' in capsys.readouterr().out
+
+
 def test_model_args_pass_through():
     config = load_config(RESNET20, ['model_args.drop_rate=0.1'])
     assert config['model_args'] == {'drop_rate': 0.1}
@@ -116,7 +125,10 @@ def test_timm_mixup_uses_our_label_smoothing():
 
 def test_bf16_autocast_run_and_export(cifar_root, tmp_path):
     out = tmp_path / 'bf16'
-    results = train(load_config(RESNET20, tiny(cifar_root, out, 'epochs=1', 'mixed_precision=bf16')))
+    # Also timm's Mixup/CutMix with SoftTargetCrossEntropy, EMA weights as the export, channels_last.
+    results = train(load_config(RESNET20, tiny(cifar_root, out, 'epochs=1', 'mixed_precision=bf16', 'mixup.name=timm',
+                                               'mixup.cutmix_alpha=1.0', 'loss.label_smoothing=0.1',
+                                               'ema.enabled=true', 'ema.decay=0.9', 'channels_last=true')))
     assert results['mixed_precision'] == 'bf16' and np.isfinite(results['nll_test'])
     written = json.loads((out / 'export' / 'results.json').read_text())
     assert written['n_exact'] == 32 and written['model'] == 'resnet20'
@@ -132,9 +144,10 @@ def test_bf16_autocast_run_and_export(cifar_root, tmp_path):
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(cifar_root, tmp_path):
     out = tmp_path / 'nan'
-    # 4 steps per epoch; epoch 0 checkpoints at step 4, the loss turns NaN at step 5 of epoch 1.
+    # 4 steps per epoch; epoch 0 checkpoints at step 4, the loss turns NaN at step 5 of epoch 1. (This run also
+    # covers the torchvision data path.)
     config = load_config(RESNET20, tiny(cifar_root, out, 'debug.nan_at_step=5', 'checkpoint.every=1',
-                                        'log.check_every=1'))
+                                        'log.check_every=1', 'data.loader=torchvision', 'data.num_workers=0'))
     with pytest.raises(NonFiniteLossError, match='NaN/inf .* epoch 1 .*step-00000004.pt'):
         train(config)
     assert [p.name for p in list_checkpoints(out / 'checkpoints')] == ['step-00000004.pt']
@@ -157,7 +170,8 @@ def test_sigterm_saves_a_checkpoint(cifar_root, tmp_path):
 
 
 def test_sigkill_and_resume_matches_uninterrupted_run(cifar_root, tmp_path):
-    args = ['epochs=4', 'checkpoint.every=1', 'checkpoint.keep=0']
+    args = ['epochs=3', 'data.limit=48', 'checkpoint.every=1', 'checkpoint.keep=0', 'ema.enabled=true',
+            'ema.decay=0.9']  # EMA state must resume too
     reference = train(load_config(RESNET20, tiny(cifar_root, tmp_path / 'ref', *args)))
 
     out = tmp_path / 'killed'
@@ -167,7 +181,7 @@ def test_sigkill_and_resume_matches_uninterrupted_run(cifar_root, tmp_path):
     proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL
     done = len(list_checkpoints(out / 'checkpoints'))
-    assert 1 <= done < 4, 'the run must be killed mid-way'
+    assert 1 <= done < 3, 'the run must be killed mid-way'
 
     resumed = run_script(tiny(cifar_root, out, *args, 'resume=auto'))
     output, _ = resumed.communicate(timeout=300)
@@ -178,13 +192,13 @@ def test_sigkill_and_resume_matches_uninterrupted_run(cifar_root, tmp_path):
     result = json.loads((out / 'export' / 'results.json').read_text())
     for key in ('top1_val', 'top1_test', 'nll_test', 'top1_exact'):
         assert result[key] == reference[key], key
-    assert len((out / 'metrics.csv').read_text().splitlines()) == 1 + 4
+    assert len((out / 'metrics.csv').read_text().splitlines()) == 1 + 3
 
 
 def test_two_process_ddp_equals_one_process_grad_accumulation(cifar_root, tmp_path):
     """`accelerate launch --multi_gpu --num_processes 2` on CPU starts two gloo ranks; each takes half of every
     global batch, so after training its parameters equal a 1-process run accumulating the two halves."""
-    common = ['epochs=1', 'batch_size=32', 'mixup.name=none']
+    common = ['epochs=1', 'batch_size=32', 'mixup.name=none']  # 64 images: two optimizer steps
     ddp = run_script(tiny(cifar_root, tmp_path / 'ddp', *common),
                      launcher=(sys.executable, '-m', 'accelerate.commands.launch', '--multi_gpu',
                                '--num_processes', '2', '--num_machines', '1', '--mixed_precision', 'no',
@@ -195,10 +209,12 @@ def test_two_process_ddp_equals_one_process_grad_accumulation(cifar_root, tmp_pa
     results = json.loads((tmp_path / 'ddp' / 'export' / 'results.json').read_text())
     assert results['hardware'].startswith('2x CPU') and single['hardware'].startswith('1x CPU')
     import timm
-    names = {k for k, _ in timm.create_model('resnet20').named_parameters()}
+    names = [k for k, _ in timm.create_model('resnet20').named_parameters()]
     a, b = export_params(tmp_path / 'ddp'), export_params(tmp_path / 'one')
-    assert names and all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6) for k in names)
-    assert not all(torch.equal(a[k], timm.create_model('resnet20').state_dict()[k]) for k in names)
+    # Float sums in another order (all-reduce vs accumulation, other thread counts) differ by ~1e-7 after the first
+    # step; an early ResNet amplifies that to ~1e-5 by the second. A wrong split would be off by the update itself.
+    assert max((a[k] - b[k]).abs().max().item() for k in names) < 2e-4
+    assert (a['stem.norm.weight'] - 1).abs().max() > 5e-3  # BN weights start at 1: the two steps moved them
 
 
 def _wait_for(condition, proc: subprocess.Popen, timeout: float = 240.0) -> None:

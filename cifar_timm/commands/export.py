@@ -20,6 +20,7 @@ from typing import Any, Optional
 from ..errors import CifarTimmError
 from ..hub import (DEFAULT_ORG, WEIGHTS_FILENAME, architecture_check, default_hub_dir, sha256_file,
                    write_pretrained_tag)
+from ..model_card import CardFacts, render_card
 
 HELP = 'Turn a training run folder into a Hub repo hub/<model>.<tag>/ with a model card, and record its weights.'
 
@@ -37,11 +38,13 @@ class ExportError(CifarTimmError):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('run_dir', type=Path, help='output folder of a finished `recipes/train.py` run')
-    parser.add_argument('--tag', default=DEFAULT_TAG, help=f'pretrained tag, the part after the dot (default {DEFAULT_TAG})')
+    parser.add_argument('--tag', default=DEFAULT_TAG,
+                        help=f'pretrained tag, the part after the dot (default {DEFAULT_TAG})')
     parser.add_argument('--hub-dir', type=Path, default=None,
                         help='folder of Hub repos (default: hub/ of this checkout, or $CIFAR_TIMM_HUB_DIR)')
     parser.add_argument('--org', default=DEFAULT_ORG, help=f'Hub organisation of the repo id (default {DEFAULT_ORG})')
-    parser.add_argument('--license', default=DEFAULT_LICENSE, help=f'licence of the weights (default {DEFAULT_LICENSE})')
+    parser.add_argument('--license', default=DEFAULT_LICENSE,
+                        help=f'licence of the weights (default {DEFAULT_LICENSE})')
     parser.add_argument('--tags-file', type=Path, default=None,
                         help='pretrained-tags file to update (default: the package\'s, or $CIFAR_TIMM_PRETRAINED_TAGS)')
     parser.add_argument('--force', action='store_true', help='replace an existing repo folder holding other weights')
@@ -64,48 +67,30 @@ def export_run(
         force: bool = False,
 ) -> Path:
     """Write `<hub_dir>/<model>.<tag>/` from a run folder and record it; returns the repo folder."""
-    import timm
-    import cifar_timm  # noqa: F401  (registers the architectures)
     from ..models import SOURCE_RESULTS
-    from ..model_card import CardFacts, count_macs, render_card
+    from .list_models import model_size
 
-    run_dir, export_dir = Path(run_dir), Path(run_dir) / 'export'
-    needed = [export_dir / n for n in ('config.json', WEIGHTS_FILENAME, 'results.json')]
-    missing = [str(p) for p in needed if not p.is_file()]
-    if missing:
-        raise ExportError(f'{run_dir} is not a finished training run: missing {", ".join(missing)}. Pass the `output` '
-                          f'folder of a `recipes/train.py` run; it writes export/ when training ends.')
     if not _TAG_PATTERN.match(tag):
         raise ExportError(f'tag {tag!r} is not valid: use lower-case letters, digits and _ (e.g. c10, c10_long).')
-    hf_config = json.loads((export_dir / 'config.json').read_text())
-    results = json.loads((export_dir / 'results.json').read_text())
-    architecture = hf_config.get('architecture')
-    if not architecture or not timm.is_model(architecture):
-        raise ExportError(f'{export_dir / "config.json"} names architecture {architecture!r}, which cifar-timm does '
-                          f'not register; export runs of the models listed by `cifar-timm list`.')
-    name_tag, weights = f'{architecture}.{tag}', export_dir / WEIGHTS_FILENAME
+    run_dir = Path(run_dir)
+    hf_config, results = _read_run(run_dir)
+    architecture, model_args = hf_config['architecture'], hf_config.get('model_args', {})
+    name_tag, weights = f'{architecture}.{tag}', run_dir / 'export' / WEIGHTS_FILENAME
+    _check_weights(name_tag, weights, architecture, model_args)
 
-    # The weights must build the model they claim to be: load them strictly before publishing anything.
-    model = timm.create_model(architecture, **hf_config.get('model_args', {}))
-    from safetensors.torch import load_file
-    state_dict = architecture_check(name_tag, weights, model.num_classes, None, None)(load_file(weights), model)
-    model.load_state_dict(state_dict)
-
-    sha256, size = sha256_file(weights), weights.stat().st_size
-    hub_dir = Path(hub_dir) if hub_dir else default_hub_dir()
-    repo = hub_dir / name_tag
-    old_weights = repo / WEIGHTS_FILENAME
-    if old_weights.is_file() and not force and sha256_file(old_weights) != sha256:
+    sha256 = sha256_file(weights)
+    repo = (Path(hub_dir) if hub_dir else default_hub_dir()) / name_tag
+    if (repo / WEIGHTS_FILENAME).is_file() and not force and sha256_file(repo / WEIGHTS_FILENAME) != sha256:
         raise ExportError(f'{repo} already holds other {name_tag} weights. Choose another --tag, or pass --force to '
                           f'replace them (the published Hub copy stays until you run `cifar-timm publish`).')
 
+    params, macs = model_size(architecture, **model_args)
     pretrained_cfg = dict(hf_config.get('pretrained_cfg', {}), tag=tag, license=license)
     source = SOURCE_RESULTS.get(architecture)
     curves = run_dir / 'curves.png'
     facts = CardFacts(
-        name_tag=name_tag, hf_hub_id=f'{org}/{name_tag}', license=license, sha256=sha256,
-        params=sum(p.numel() for p in model.parameters()), macs=count_macs(model), results=results,
-        config_yaml=_config_yaml(run_dir, results), pretrained_cfg=pretrained_cfg,
+        name_tag=name_tag, hf_hub_id=f'{org}/{name_tag}', license=license, sha256=sha256, params=params, macs=macs,
+        results=results, config_yaml=_config_yaml(run_dir, results), pretrained_cfg=pretrained_cfg,
         source_top1=source.top1 if source else None, source_note=source.note if source else '',
         curves_file=curves.name if curves.is_file() else None, best_val_top1=_best_val_top1(run_dir))
 
@@ -114,17 +99,46 @@ def export_run(
     tmp.mkdir(parents=True)
     (tmp / 'config.json').write_text(json.dumps(dict(hf_config, pretrained_cfg=pretrained_cfg), indent=2) + '\n')
     shutil.copyfile(weights, tmp / WEIGHTS_FILENAME)
-    (tmp / 'results.json').write_text(json.dumps(dict(results, params=facts.params, macs=facts.macs), indent=2) + '\n')
+    (tmp / 'results.json').write_text(json.dumps(dict(results, params=params, macs=macs), indent=2) + '\n')
     (tmp / 'README.md').write_text(render_card(facts))
     if facts.curves_file:
         shutil.copyfile(curves, tmp / facts.curves_file)
     _replace_dir(tmp, repo)
 
-    write_pretrained_tag(name_tag, _record(facts, size), tags_file)
+    write_pretrained_tag(name_tag, _record(facts, weights.stat().st_size), tags_file)
     return repo
 
 
-def _record(facts: Any, size: int) -> dict[str, Any]:
+def _read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The run's export/config.json and export/results.json, after checking it is a finished run of our model."""
+    import timm
+    import cifar_timm  # noqa: F401  (registers the architectures)
+
+    export_dir = run_dir / 'export'
+    needed = [export_dir / n for n in ('config.json', WEIGHTS_FILENAME, 'results.json')]
+    missing = [str(p) for p in needed if not p.is_file()]
+    if missing:
+        raise ExportError(f'{run_dir} is not a finished training run: missing {", ".join(missing)}. Pass the `output` '
+                          f'folder of a `recipes/train.py` run; it writes export/ when training ends.')
+    hf_config = json.loads((export_dir / 'config.json').read_text())
+    architecture = hf_config.get('architecture')
+    if not architecture or not timm.is_model(architecture):
+        raise ExportError(f'{export_dir / "config.json"} names architecture {architecture!r}, which cifar-timm does '
+                          f'not register; export runs of the models listed by `cifar-timm list`.')
+    return hf_config, json.loads((export_dir / 'results.json').read_text())
+
+
+def _check_weights(name_tag: str, weights: Path, architecture: str, model_args: dict[str, Any]) -> None:
+    """The weights must build the model they claim to be: load them strictly before publishing anything."""
+    import timm
+    from safetensors.torch import load_file
+
+    model = timm.create_model(architecture, **model_args)
+    check = architecture_check(name_tag, weights, model.num_classes, classifier=None, first_conv=None)
+    model.load_state_dict(check(load_file(weights), model))
+
+
+def _record(facts: CardFacts, size: int) -> dict[str, Any]:
     """The pretrained_tags.json entry: PretrainedCfg fields (hf_hub_id, license) plus what timm has no field for."""
     return {
         'hf_hub_id': facts.hf_hub_id,

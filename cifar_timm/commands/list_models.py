@@ -50,10 +50,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def model_size(name: str) -> tuple[int, int]:
+def model_size(name: str, **model_args: Any) -> tuple[int, int]:
     """(params, MACs for one image of the model's default input size) of a registered architecture."""
     with torch.device('meta'):
-        model = timm.create_model(name).eval()  # eval: BN needs no batch statistics of a 1-image batch
+        model = timm.create_model(name, **model_args).eval()  # eval: BN needs no batch statistics of a 1-image batch
     params = sum(p.numel() for p in model.parameters())
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(torch.empty((1, *model.pretrained_cfg['input_size']), device='meta'))

@@ -52,8 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    plan = publish(args.folder, org=args.org, dry_run=args.dry_run, message=args.message)
-    return 0 if plan is not None else 1
+    publish(args.folder, org=args.org, dry_run=args.dry_run, message=args.message)
+    return 0
 
 
 def publish(folder: Path, org: str = DEFAULT_ORG, dry_run: bool = False, message: Optional[str] = None,
@@ -76,10 +76,10 @@ def publish(folder: Path, org: str = DEFAULT_ORG, dry_run: bool = False, message
     try:
         api.create_repo(repo_id, exist_ok=True)
         commit = api.upload_folder(folder_path=folder, repo_id=repo_id,
-                                   commit_message=message or f'Upload {folder.name}', ignore_patterns=['.*'])
+                                   commit_message=message or f'Upload {folder.name}', ignore_patterns=['.*', '**/.*'])
     except HfHubHTTPError as e:
         status = e.response.status_code if e.response is not None else None
-        hint = ('set HF_TOKEN to a token with write access to ' + org) if status in (401, 403) else 'see the message above'
+        hint = f'set HF_TOKEN to a token with write access to {org}' if status in (401, 403) else 'see above'
         raise PublishError(f'the Hub refused the upload of {repo_id} ({e}); {hint}.') from e
     print(f'published {repo_id}: {commit.commit_url}')
     return plan

@@ -1,11 +1,12 @@
 """A data loader that keeps the whole split on the device as uint8 and builds each batch with a few tensor ops.
 
 The idea is airbench's (KellerJordan/cifar10-airbench): no DataLoader workers, no per-image Python and no host
-copies per step. The images are padded once when the loader is built and stored as (N, H+2p, W+2p, 3) uint8, so a
-random crop plus horizontal flip of a whole batch is ONE gather (the flip is folded into the column indices); then
-one multiply-add normalises, cutout zeroes a square (zero = the mean pixel, as in DeVries & Taylor's Cutout, which
-runs after Normalize), and the result is cast to the training dtype. Gathering HWC pixels makes the batch
-channels_last for free; NCHW costs one copy.
+copies per step. The images are padded once when the loader is built. A batch's random crop is then two copies of
+contiguous memory, never one index per pixel: `index_select` takes the H rows of each crop as whole padded rows,
+and one indexing of `unfold`'s window view takes each row's W columns from the crop's column offset. A flip is a
+`torch.where` against the flipped batch; one multiply-add normalises; cutout zeroes a square (zero = the mean
+pixel, as in DeVries & Taylor's Cutout, which runs after Normalize); then the dtype and memory format are set.
+Nothing here waits on the device (no boolean-mask indexing), so on a GPU the whole batch is queued asynchronously.
 
 Reproducibility: each epoch's order and every sample's augmentation (crop offsets, flip, cutout centre) are drawn
 once per epoch from a CPU generator seeded by (seed, epoch), one draw per POSITION in the epoch order. So the
@@ -98,12 +99,13 @@ class GpuCifarLoader:
         self.epoch = 0
         self.step = 0  # batches of the current epoch already handed out
 
-        pixels = _pad(images.to(self.device), self.pad, pad_mode)
-        self.pixels = pixels.permute(0, 2, 3, 1).contiguous()  # (N, H+2p, W+2p, C): a crop is one gather
+        self.pixels = _pad(images.to(self.device), self.pad, pad_mode).contiguous()  # (N, C, H+2p, W+2p) uint8
         self.labels = labels.to(self.device, torch.int64)
-        std_t = torch.tensor(std, dtype=torch.float32, device=self.device)
-        self._scale = 1.0 / (255.0 * std_t)  # x/255 - mean) / std == x * scale + shift
-        self._shift = -torch.tensor(mean, dtype=torch.float32, device=self.device) / std_t
+        channels = images.shape[1]
+        std_t = torch.tensor(std, dtype=torch.float32, device=self.device).view(channels, 1, 1)
+        self._scale = 1.0 / (255.0 * std_t)  # (x/255 - mean) / std == x * scale + shift
+        self._shift = -torch.tensor(mean, dtype=torch.float32, device=self.device).view(channels, 1, 1) / std_t
+        self._channel_ids = torch.arange(channels, device=self.device)
         self._rows = torch.arange(self.image_size[0], device=self.device)
         self._cols = torch.arange(self.image_size[1], device=self.device)
 
@@ -171,18 +173,28 @@ class GpuCifarLoader:
     def _make_batch(self, plan: _EpochPlan, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
         idx = plan.order[lo:hi]
         if self.train:
-            rows = plan.dy[lo:hi, None] + self._rows  # (b, H) rows of the padded image
-            cols = plan.dx[lo:hi, None] + self._cols  # (b, W)
-            cols = torch.where(plan.flip[lo:hi, None], cols.flip(1), cols)  # a flip is the columns read backwards
-            pixels = self.pixels[idx[:, None, None], rows[:, :, None], cols[:, None, :]]  # (b, H, W, C) uint8
+            pixels = self._crop(idx, plan.dy[lo:hi], plan.dx[lo:hi])
+            pixels = torch.where(plan.flip[lo:hi, None, None, None], pixels.flip(3), pixels)
         else:
-            pixels = self.pixels[idx]
-        x = torch.mul(pixels, self._scale).add_(self._shift)  # float32, one pass from uint8
-        x = x.permute(0, 3, 1, 2)  # NCHW view with channels_last strides
+            pixels = self.pixels.index_select(0, idx)
+        x = torch.mul(pixels, self._scale).add_(self._shift)  # float32 NCHW, one pass from uint8
         if self.train and self.cutout > 0:
-            x = x.masked_fill(self._cutout_mask(plan.cutout_y[lo:hi], plan.cutout_x[lo:hi]), 0.0)
+            x.masked_fill_(self._cutout_mask(plan.cutout_y[lo:hi], plan.cutout_x[lo:hi]), 0.0)
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         return x.to(self.dtype, memory_format=memory_format), self.labels[idx]
+
+    def _crop(self, idx: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+        """uint8 (b, C, H, W): for each image idx[k], the window at (dy[k], dx[k]) of its padded copy."""
+        b, channels, (h, w) = len(idx), self.pixels.shape[1], self.image_size
+        padded_h, padded_w = self.pixels.shape[-2:]
+        # Rows: the flat row number of every (image, channel, crop row) in the (N*C*H', W') row view.
+        first_rows = (idx[:, None, None] * channels + self._channel_ids[:, None]) * padded_h  # (b, C, 1)
+        row_ids = first_rows + (dy[:, None] + self._rows)[:, None]  # (b, C, H)
+        rows = self.pixels.view(-1, padded_w).index_select(0, row_ids.flatten())  # (b*C*H, W')
+        # Columns: unfold views each row as its 2p+1 windows of width W; pick the crop's window per row.
+        windows = rows.unfold(1, w, 1)  # (b*C*H, 2p+1, W), a view
+        per_row_dx = dx[:, None].expand(b, channels * h).flatten()
+        return windows[torch.arange(len(rows), device=self.device), per_row_dx].view(b, channels, h, w)
 
     def _cutout_mask(self, cy: torch.Tensor, cx: torch.Tensor) -> torch.Tensor:
         """(b, 1, H, W) True inside each image's cutout square (centre anywhere, clipped at the border)."""

@@ -68,7 +68,8 @@ def torchvision_loader(
 ) -> DataLoader:
     """A DataLoader of `(x, y)` float32 NCHW batches on the host; `num_workers` defaults to the CPU count.
 
-    `seed` fixes the shuffle order; the augmentations draw from each worker's own seeded generator.
+    `seed` fixes the shuffle order and, through the DataLoader's per-worker seeding, the augmentations when
+    `num_workers > 0`; with `num_workers=0` the transforms draw from the global torch generator.
     """
     dataset = TransformCifarDataset(images, labels, cifar_transforms(train, pad, pad_mode, flip, mean, std))
     workers = (os.cpu_count() or 1) if num_workers is None else num_workers

@@ -5,7 +5,8 @@ Architectures and parameter counts follow ../shared/specs/architectures.md (sect
   zero-pad shortcut; `block_dropout` adds fineopia's Dropout2d after each block BN (§5.1).
 * Bag of tricks, iamVarunAnand/image_classification (§2): xresnet/mxresnet/se_mxresnet 20-56 and the
   xresnet29/xresnext29 bottlenecks. Pre-activation blocks, a ResNet-D shortcut on the pre-activated input,
-  TF/Keras 'same' padding, BN+act then [avg, max] pooling in the head.
+  TF/Keras 'same' padding, BN+act then [avg, max] pooling in the head (timm 'fastcatavgmax': the numbers of
+  'catavgmax', and unlike it, scriptable).
 * Efficient ResNets (§6): efficient_resnet24, one SE block after the stem.
 * resnet18_cifar: torchvision's ResNet-18 with a 3x3 stride-1 stem and no max-pool (the common baseline).
 * fineopia "MyResNet" (§5.4): resnet50_4s, biased convs, act-before-BN stem, Dropout2d in every block.
@@ -22,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import (
-    ClassifierHead, LayerType, SEModule, create_attn, create_conv2d, get_act_layer, get_device_dtype)
+    ClassifierHead, LayerType, SEModule, create_attn, get_act_layer, get_device_dtype)
 from timm.models import checkpoint_seq, register_model
 
 from ._common import SourceResult, cifar_cfg, cifar_default_cfgs, create_cifar_model
@@ -78,6 +79,35 @@ class KerasSameAvgPool2d(nn.Module):
         return F.avg_pool2d(x, 2, self.stride, ceil_mode=True, count_include_pad=False)
 
 
+def keras_same_padding(size: int, kernel_size: int, stride: int) -> int:
+    """Total Keras/TF 'same' padding of one dimension; never negative while kernel_size >= stride."""
+    return (-(-size // stride) - 1) * stride + kernel_size - size
+
+
+class KerasSameConv2d(nn.Conv2d):
+    """Conv2d with Keras/TF 'same' padding worked out from the input size: a stride-2 3x3 conv pads only
+    bottom/right on even inputs. Same numbers as timm's Conv2dSame, written so that plain `torch.fx.symbolic_trace`
+    (not only timm's tracer) and TorchScript both handle it."""
+
+    def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int = 1, groups: int = 1):
+        if kernel_size < stride:
+            raise ValueError(f'KerasSameConv2d needs kernel_size >= stride, got {kernel_size} < {stride}')
+        super().__init__(in_chs, out_chs, kernel_size, stride=stride, groups=groups, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pad_h = keras_same_padding(x.shape[-2], self.kernel_size[0], self.stride[0])
+        pad_w = keras_same_padding(x.shape[-1], self.kernel_size[1], self.stride[1])
+        x = F.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+def keras_conv2d(in_chs: int, out_chs: int, kernel_size: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
+    """A bias-free conv with Keras 'same' padding: static (symmetric) at stride 1, from the input size otherwise."""
+    if stride == 1:
+        return nn.Conv2d(in_chs, out_chs, kernel_size, padding=kernel_size // 2, groups=groups, bias=False)
+    return KerasSameConv2d(in_chs, out_chs, kernel_size, stride=stride, groups=groups)
+
+
 def create_shortcut(
         shortcut: str,
         in_chs: int,
@@ -119,7 +149,6 @@ class BasicBlock(nn.Module):
             act_layer: Type[nn.Module] = nn.ReLU,
             norm_layer: Type[nn.Module] = nn.BatchNorm2d,
             attn_layer: Optional[Type[nn.Module]] = None,
-            **_: Any,
     ):
         super().__init__()
         self.conv1 = nn.Conv2d(in_chs, out_chs, 3, stride=stride, padding=1, bias=conv_bias)
@@ -158,16 +187,14 @@ class PreActBasicBlock(nn.Module):
             act_layer: Type[nn.Module] = nn.ReLU,
             norm_layer: Type[nn.Module] = nn.BatchNorm2d,
             attn_layer: Optional[Type[nn.Module]] = None,
-            **_: Any,
     ):
         super().__init__()
         self.bn1 = norm_layer(in_chs)
         self.act1 = act_layer(inplace=True)
-        # Keras 'same': a stride-2 3x3 conv pads only bottom/right on even inputs (timm Conv2dSame)
-        self.conv1 = create_conv2d(in_chs, out_chs, 3, stride=stride, padding='same')
+        self.conv1 = keras_conv2d(in_chs, out_chs, 3, stride=stride)
         self.bn2 = norm_layer(out_chs)
         self.act2 = act_layer(inplace=True)
-        self.conv2 = create_conv2d(out_chs, out_chs, 3, padding='same')
+        self.conv2 = keras_conv2d(out_chs, out_chs, 3)
         self.se = create_attn(attn_layer, out_chs)
         self.downsample = downsample
 
@@ -199,19 +226,18 @@ class PreActBottleneck(nn.Module):
             act_layer: Type[nn.Module] = nn.ReLU,
             norm_layer: Type[nn.Module] = nn.BatchNorm2d,
             attn_layer: Optional[Type[nn.Module]] = None,
-            **_: Any,
     ):
         super().__init__()
         mid_chs = int(out_chs / 64 * base_width) * cardinality
         self.bn1 = norm_layer(in_chs)
         self.act1 = act_layer(inplace=True)
-        self.conv1 = create_conv2d(in_chs, mid_chs, 1)
+        self.conv1 = keras_conv2d(in_chs, mid_chs, 1)
         self.bn2 = norm_layer(mid_chs)
         self.act2 = act_layer(inplace=True)
-        self.conv2 = create_conv2d(mid_chs, mid_chs, 3, stride=stride, groups=cardinality, padding='same')
+        self.conv2 = keras_conv2d(mid_chs, mid_chs, 3, stride=stride, groups=cardinality)
         self.bn3 = norm_layer(mid_chs)
         self.act3 = act_layer(inplace=True)
-        self.conv3 = create_conv2d(mid_chs, out_chs, 1)
+        self.conv3 = keras_conv2d(mid_chs, out_chs, 1)
         self.se = create_attn(attn_layer, out_chs)
         self.downsample = downsample
 
@@ -229,6 +255,8 @@ class PreActBottleneck(nn.Module):
         return x + shortcut
 
 
+# Options only some blocks take (conv_bias, block_dropout: BasicBlock; cardinality, base_width: PreActBottleneck).
+BLOCK_OPTION_DEFAULTS: Dict[str, Any] = dict(conv_bias=False, block_dropout=0., cardinality=1, base_width=16)
 BlockType = Union[Type[BasicBlock], Type[PreActBasicBlock], Type[PreActBottleneck]]
 
 
@@ -250,10 +278,10 @@ class CifarResNet(nn.Module):
             stage1_proj: bool = False,
             shortcut_bn: bool = True,
             shortcut_norm_layer: Optional[LayerType] = None,
-            cardinality: int = 1,
-            base_width: int = 16,
-            conv_bias: bool = False,
-            block_dropout: float = 0.,
+            cardinality: int = BLOCK_OPTION_DEFAULTS['cardinality'],
+            base_width: int = BLOCK_OPTION_DEFAULTS['base_width'],
+            conv_bias: bool = BLOCK_OPTION_DEFAULTS['conv_bias'],
+            block_dropout: float = BLOCK_OPTION_DEFAULTS['block_dropout'],
             act_layer: LayerType = nn.ReLU,
             norm_layer: LayerType = nn.BatchNorm2d,
             attn_layer: Optional[LayerType] = None,
@@ -291,6 +319,7 @@ class CifarResNet(nn.Module):
         if len(layers) != len(widths):
             raise ValueError(f'layers {tuple(layers)} and widths {tuple(widths)} must name the same stages')
         act_layer = get_act_layer(act_layer)
+        stem_layers = tuple(stem_layers)
         self.num_classes = num_classes
         self.in_chans = in_chans
         self.drop_rate = drop_rate
@@ -302,13 +331,19 @@ class CifarResNet(nn.Module):
             act=lambda: act_layer(inplace=True),
             attn=lambda: create_attn(stem_attn_layer, stem_width),
         )
+        if stem_layers[:1] != ('conv',) or not set(stem_layers) <= set(stem_parts) or (
+                'attn' in stem_layers and stem_attn_layer is None):
+            raise ValueError(
+                f'stem_layers {tuple(stem_layers)}: start with "conv", then any of "norm", "act", "attn" '
+                f'("attn" needs stem_attn_layer)')
         self.stem = nn.Sequential(OrderedDict((name, stem_parts[name]()) for name in stem_layers))
 
         shortcut_norm_layer = (shortcut_norm_layer or norm_layer) if shortcut_bn else None
-        block_kwargs = dict(
-            conv_bias=conv_bias, block_dropout=block_dropout, cardinality=cardinality, base_width=base_width,
-            act_layer=act_layer, norm_layer=norm_layer, attn_layer=attn_layer,
-        )
+        block_kwargs = dict(act_layer=act_layer, norm_layer=norm_layer, attn_layer=attn_layer)
+        # block-specific options go only to blocks that have them: setting one for another block is a TypeError
+        block_options = dict(conv_bias=conv_bias, block_dropout=block_dropout, cardinality=cardinality,
+                             base_width=base_width)
+        block_kwargs.update({k: v for k, v in block_options.items() if v != BLOCK_OPTION_DEFAULTS[k]})
         stages, self.feature_info = [], []
         in_chs, reduction = stem_width, 1
         for stage_idx, (depth, out_chs) in enumerate(zip(layers, widths)):
@@ -488,7 +523,7 @@ def _tricks_args(block: BlockType, n: int, mish: bool = False, se: bool = False,
         widths=(64, 128, 256) if bottleneck else (16, 32, 64), stem_width=64 if bottleneck else 16,
         stem_layers=('conv',), shortcut='avg_conv', stage1_proj=bottleneck, shortcut_norm_layer=KERAS_DEFAULT_BN,
         act_layer='mish' if mish else nn.ReLU, norm_layer=KERAS_BN, attn_layer=KERAS_SE if se else None,
-        global_pool='catavgmax', weight_init='keras_he_normal',
+        global_pool='fastcatavgmax', weight_init='keras_he_normal',
     )
     return dict(model_args, **kwargs)
 

@@ -5,6 +5,7 @@ ModelEmaV3); the only logic here is how our config keys map onto their arguments
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Optional
 
 import torch
@@ -61,7 +62,12 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict[str, Any], epoch
     (for multistep, timm then decays one update before the epoch boundary; no recipe here does that)."""
     if cfg['name'] in (None, 'none'):
         return None
-    num_epochs = epochs - cfg['warmup_epochs'] if cfg['warmup_prefix'] else epochs
+    warmup_epochs = cfg['warmup_epochs']
+    if warmup_epochs >= epochs:  # a shortened smoke run: keep a schedule to run rather than refuse it
+        warmup_epochs = max(epochs - 1, 0)
+        warnings.warn(f'scheduler.warmup_epochs={cfg["warmup_epochs"]} does not fit in {epochs} epochs; '
+                      f'warming up for {warmup_epochs}')
+    num_epochs = epochs - warmup_epochs if cfg['warmup_prefix'] else epochs
     try:
         scheduler, _ = create_scheduler_v2(
             optimizer,
@@ -74,7 +80,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict[str, Any], epoch
             decay_rate=cfg['decay_rate'],
             min_lr=cfg['min_lr'],
             warmup_lr=cfg['warmup_lr'],
-            warmup_epochs=cfg['warmup_epochs'],
+            warmup_epochs=warmup_epochs,
             warmup_prefix=cfg['warmup_prefix'],
             step_on_epochs=not cfg['per_iteration'],
             updates_per_epoch=updates_per_epoch,

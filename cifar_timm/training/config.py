@@ -119,7 +119,10 @@ def load_config(path: Optional[str | Path] = None, overrides: Iterable[str] = ()
     name = None
     if path is not None:
         path = Path(path)
-        merge(config, _read_composed(path, seen=()))
+        try:
+            merge(config, _read_composed(path, seen=()))
+        except ConfigError as e:
+            raise ConfigError(f'{path} (or a file in its `defaults:`): {e}') from None
         name = path.stem
     for item in overrides:
         key, value = parse_override(item)

@@ -28,6 +28,7 @@ def write_export(output: Path, model: torch.nn.Module, model_args: dict[str, Any
     final = Path(output) / EXPORT_DIR
     tmp = final.with_name(f'.{EXPORT_DIR}.tmp{os.getpid()}')
     shutil.rmtree(tmp, ignore_errors=True)
+    model = model.to(memory_format=torch.contiguous_format)  # safetensors refuses channels_last weights
     save_for_hf(model, tmp, model_args=model_args or None, safe_serialization=True, data_config=data_config)
     (tmp / RESULTS_FILE).write_text(json.dumps(results, indent=2) + '\n')
     if final.exists():

@@ -12,7 +12,6 @@ newest checkpoint stays the last good one. Checks run every `log.check_every` op
 """
 from __future__ import annotations
 
-import math
 import os
 import signal
 import time
@@ -31,7 +30,7 @@ from .components import build_ema, build_loss, build_mixup, build_optimizer, bui
 from .config import ConfigError, dump_config
 from .export import git_sha, hardware, write_export
 from .mixup import LabelPreservingMixup
-from .run_log import RunLog
+from .run_log import RunLog, as_float
 
 SIGTERM_EXIT_CODE = 128 + signal.SIGTERM
 
@@ -150,7 +149,7 @@ class _Run:
         return None
 
     def _setup_data(self) -> None:
-        from ..data import GpuCifarLoader, load_cifar10, train_val_indices
+        from ..data import load_cifar10, train_val_indices
         d = self.config['data']
         train = load_cifar10(d['dir'], 'train', verify_md5=d['verify_md5'], download=d['download'])
         train_idx, val_idx = train_val_indices(len(train), d['val_size'], seed=d['split_seed'])
@@ -162,9 +161,9 @@ class _Run:
         if len(train_idx) < self.micro_batch:
             raise ConfigError(f'{len(train_idx)} training images are fewer than one batch of {self.micro_batch}; '
                               f'lower batch_size or raise data.limit')
-        self._loader_class = GpuCifarLoader
 
     def _build_loader(self, mean, std):
+        """GpuCifarLoader (default) or the torchvision path, both yielding global micro-batches split by rank."""
         d = self.config['data']
         common = dict(pad=d['pad'], pad_mode=d['pad_mode'], flip=d['flip'], mean=mean, std=std, seed=self.config['seed'])
         if d['loader'] == 'torchvision':
@@ -175,7 +174,8 @@ class _Run:
                 self.train_images, self.train_labels, self.micro_batch, device=self.device,
                 num_replicas=self.acc.num_processes, rank=self.acc.process_index,
                 channels_last=self.config['channels_last'], num_workers=d['num_workers'], **common)
-        return self._loader_class(
+        from ..data import GpuCifarLoader
+        return GpuCifarLoader(
             self.train_images, self.train_labels, self.micro_batch, train=True, device=self.device,
             channels_last=self.config['channels_last'], cutout=d['cutout'],
             num_replicas=self.acc.num_processes, rank=self.acc.process_index, **common)
@@ -211,6 +211,7 @@ class _Run:
         soft = self.mixup is not None and not isinstance(self.mixup, LabelPreservingMixup)
         self.criterion = build_loss(cfg['loss']['label_smoothing'], soft_targets=soft)
         self.ema = build_ema(self.model, cfg['ema'])
+        self.raw_model = self.model  # shares its parameters with the DDP / compiled wrappers below
         self.model, self.optimizer = self.acc.prepare(self.model, optimizer)
         if cfg['compile']:
             self.model = torch.compile(self.model)
@@ -223,7 +224,7 @@ class _Run:
         if state['config']['model'] != self.config['model']:
             raise ckpt.CheckpointError(f'checkpoint is for model {state["config"]["model"]}, not '
                                        f'{self.config["model"]}; resume it with its own config')
-        self.acc.unwrap_model(self.model).load_state_dict(state['model'])
+        self.raw_model.load_state_dict(state['model'])
         self.optimizer.load_state_dict(state['optimizer'])
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state['scheduler'])
@@ -261,12 +262,12 @@ class _Run:
                 row = self._train_one_epoch(epoch)
                 if row is None:  # debug.max_steps reached mid-epoch
                     break
+                if self.acc.is_main_process:  # logged first: a resume drops rows its checkpoint does not cover
+                    self.log.log_epoch(row)
+                    self.acc.print(_summary(row, cfg['epochs']))
                 last = epoch + 1 == cfg['epochs']
                 if (epoch + 1) % cfg['checkpoint']['every'] == 0 or last:
                     self._save_checkpoint(epoch + 1)
-                if self.acc.is_main_process:
-                    self.log.log_epoch(row)
-                    self.acc.print(_summary(row, cfg['epochs']))
                 if max_steps is not None and self.num_updates >= max_steps:
                     break
         finally:
@@ -282,7 +283,7 @@ class _Run:
         sums = torch.tensor(self.epoch_sums or [0.0, 0.0, 0.0], dtype=torch.float64, device=self.device)
         self.epoch_sums = None
         bad = torch.zeros((), dtype=torch.bool, device=self.device)
-        start_time, start_updates, images = time.perf_counter(), self.num_updates, 0
+        start_time, images = time.perf_counter(), 0
         micro_steps = self.updates_per_epoch * accum  # whole accumulations only
         step_in_epoch = self.loader.state_dict()['step']
         lr = self._lr()
@@ -306,7 +307,7 @@ class _Run:
                 continue
             self.num_updates += 1
             if self.ema is not None:
-                self.ema.update(self.acc.unwrap_model(self.model), step=self.num_updates)
+                self.ema.update(self.raw_model, step=self.num_updates)
             if self.scheduler is not None:
                 self.scheduler.step_update(num_updates=self.num_updates)
             lr = self._lr()
@@ -385,7 +386,7 @@ class _Run:
         path = None
         if self.acc.is_main_process:
             state = {
-                'model': self.acc.unwrap_model(self.model).state_dict(),
+                'model': self.raw_model.state_dict(),
                 'optimizer': self.optimizer.state_dict(),
                 'scheduler': self.scheduler.state_dict() if self.scheduler is not None else None,
                 'scaler': self.acc.scaler.state_dict() if self.acc.scaler is not None else None,
@@ -406,7 +407,7 @@ class _Run:
     def _eval_model(self) -> torch.nn.Module:
         if self.ema is not None and self.config['ema']['export']:
             return self.ema.module
-        return self.acc.unwrap_model(self.model)
+        return self.raw_model
 
     def _evaluate(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
         from ..evaluation import evaluate
@@ -436,11 +437,12 @@ class _Run:
         n_test = min(d['test_limit'] or len(test), len(test))
         test_metrics = self._evaluate(test.images[:n_test], test.labels[:n_test])
         exact = slice(EXACT_TEST_SLICE.start, min(EXACT_TEST_SLICE.stop, n_test))
-        exact_metrics = self._evaluate(test.images[exact], test.labels[exact])
+        exact_metrics = test_metrics if exact == slice(0, n_test) else self._evaluate(test.images[exact],
+                                                                                      test.labels[exact])
         rows = self.log.rows
         results = {
             'model': cfg['model'],
-            'top1_val': _float(rows[-1]['val_top1']) if rows else None,
+            'top1_val': as_float(rows[-1]['val_top1']) if rows else None,
             'top1_test': test_metrics['top1'],
             'top5_test': test_metrics['top5'],
             'nll_test': test_metrics['nll'],
@@ -470,10 +472,6 @@ class _Run:
             self.git_sha = git_sha()
         return {**self.config, 'git_sha': self.git_sha, 'num_processes': self.acc.num_processes,
                 'device': str(self.device)}
-
-
-def _float(value: Any) -> Optional[float]:
-    return None if value in (None, '') else float(value)
 
 
 def _summary(row: dict[str, Any], epochs: int) -> str:

@@ -65,7 +65,7 @@ class RunLog:
         fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
         for ax, key, title in ((ax_loss, 'loss', 'loss'), (ax_acc, 'top1', 'top-1 (%)')):
             for split in ('train', 'val'):
-                values = [_float(r[f'{split}_{key}']) for r in self.rows]
+                values = [as_float(r[f'{split}_{key}']) for r in self.rows]
                 if any(v is not None for v in values):
                     ax.plot(epochs, [v if v is not None else float('nan') for v in values], label=split)
             ax.set_xlabel('epoch')
@@ -93,7 +93,8 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
         return list(csv.DictReader(f))
 
 
-def _float(value: Any) -> Optional[float]:
+def as_float(value: Any) -> Optional[float]:
+    """A metric as float; None for a missing one (empty in the CSV)."""
     if value in (None, ''):
         return None
     return float(value)
