@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -93,6 +94,21 @@ def write_text_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def replace_dir_atomic(new: Path, final: Path) -> None:
+    """Move the fully written folder `new` to `final` (same parent); an older `final` is swapped out, then deleted.
+
+    A reader sees the old folder or the new one, never a mix: each step is one `os.replace`.
+    """
+    new, final = Path(new), Path(final)
+    if final.exists():
+        old = final.with_name(f'.{final.name}.old{os.getpid()}')
+        os.replace(final, old)
+        os.replace(new, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, final)
 
 
 def checkout_hub_dir() -> Optional[Path]:

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import CifarTimmError
-from ..hub import (DEFAULT_ORG, WEIGHTS_FILENAME, architecture_check, default_hub_dir, sha256_file,
-                   write_pretrained_tag)
+from ..hub import (DEFAULT_ORG, WEIGHTS_FILENAME, architecture_check, default_hub_dir, replace_dir_atomic,
+                   sha256_file, write_pretrained_tag)
 from ..model_card import CardFacts, render_card
 
 HELP = 'Turn a training run folder into a Hub repo hub/<model>.<tag>/ with a model card, and record its weights.'
@@ -103,7 +103,7 @@ def export_run(
     (tmp / 'README.md').write_text(render_card(facts))
     if facts.curves_file:
         shutil.copyfile(curves, tmp / facts.curves_file)
-    _replace_dir(tmp, repo)
+    replace_dir_atomic(tmp, repo)
 
     write_pretrained_tag(name_tag, _record(facts, weights.stat().st_size), tags_file)
     return repo
@@ -166,14 +166,3 @@ def _best_val_top1(run_dir: Path) -> Optional[float]:
     with path.open(newline='') as f:
         values = [float(row['val_top1']) for row in csv.DictReader(f) if row.get('val_top1') not in (None, '')]
     return max(values) if values else None
-
-
-def _replace_dir(new: Path, final: Path) -> None:
-    """Move a fully written folder into place; an older one is swapped out first, then deleted."""
-    if final.exists():
-        old = final.with_name(f'.{final.name}.old{os.getpid()}')
-        os.replace(final, old)
-        os.replace(new, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(new, final)

@@ -61,8 +61,9 @@ def load_cifar10(
     if not folder.is_dir():
         raise CifarDataError(
             f'no CIFAR-10 at {folder}: pass the folder that holds {BASE_FOLDER}/ (torchvision\'s root), '
-            f'download it with load_cifar10(..., download=True), or on these machines build the shared copy with '
-            f'`python ../shared/cifar10/build.py {root}` (then read it with verify_md5=False / --no-verify-md5)')
+            f'download it (load_cifar10(..., download=True); in a recipe data.download=true), or on these machines '
+            f'build the shared copy with `python ../shared/cifar10/build.py {root}` (then read it with '
+            f'verify_md5=False: --no-verify-md5 / data.verify_md5=false)')
     files = TRAIN_FILES if split == 'train' else TEST_FILES
     if verify_md5:
         verify_files(root, files + (META_FILE,))

@@ -4,8 +4,10 @@ Module names carry a `cifar` prefix because timm keys its registry by the last m
 already owns `resnet`, `vgg` and `densenet`.
 """
 from . import cifar_resnet, cifar_vgg, cifar_hybrid_resnet, cifar_densenet, cifarnet  # noqa: F401
+from ._base import CifarClassifier
 from ._common import SOURCE_RESULTS, cifar_cfg, cifar_default_cfgs, create_cifar_model
 
 FAMILY_MODULES = ('cifar_resnet', 'cifar_vgg', 'cifar_hybrid_resnet', 'cifar_densenet', 'cifarnet')
 
-__all__ = ['FAMILY_MODULES', 'SOURCE_RESULTS', 'cifar_cfg', 'cifar_default_cfgs', 'create_cifar_model']
+__all__ = [
+    'CifarClassifier', 'FAMILY_MODULES', 'SOURCE_RESULTS', 'cifar_cfg', 'cifar_default_cfgs', 'create_cifar_model']

@@ -12,13 +12,14 @@ Params / MACs (spec §1): 508,447 / 126.51M and 1,098,724 / 223.56M. Source top-
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Type
+from typing import Any, Type
 
 import torch
 import torch.nn as nn
-from timm.layers import ClassifierHead, ConvNormAct, get_device_dtype
-from timm.models import checkpoint_seq, register_model
+from timm.layers import ConvNormAct
+from timm.models import register_model
 
+from ._base import CifarClassifier
 from ._common import SourceResult, cifar_cfg, cifar_default_cfgs, create_cifar_model
 
 __all__ = ['CifarDenseNet']
@@ -53,7 +54,7 @@ class DenseBlock(nn.Module):
         return x
 
 
-class CifarDenseNet(nn.Module):
+class CifarDenseNet(CifarClassifier):
     """DenseNet-BC-like: stem, `num_chunks` x (dense block, transition), one last dense block, GAP, fc."""
 
     def __init__(
@@ -86,11 +87,7 @@ class CifarDenseNet(nn.Module):
             act_layer: activation class.
             norm_layer: normalisation class.
         """
-        super().__init__()
-        self.num_classes = num_classes
-        self.in_chans = in_chans
-        self.drop_rate = drop_rate
-        self.grad_checkpointing = False
+        super().__init__(num_classes, in_chans, drop_rate)
         conv_args = dict(bias=True, act_layer=act_layer, norm_layer=norm_layer)
         block_args = dict(depth=block_depth, growth_rate=growth_rate, bottleneck_chs=bottleneck_ratio * growth_rate)
 
@@ -113,8 +110,7 @@ class CifarDenseNet(nn.Module):
             self.feature_info.append(dict(num_chs=prev_chs, reduction=reduction, module=f'stages.{i}'))
         self.stages = nn.Sequential(*stages)
         self.num_features = prev_chs
-        self.head = ClassifierHead(prev_chs, num_classes, pool_type=global_pool, drop_rate=drop_rate)
-        self.head_hidden_size = self.head.num_features
+        self.init_head(prev_chs, global_pool)
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
@@ -124,31 +120,6 @@ class CifarDenseNet(nn.Module):
             (r'^stages\.(\d+)\.transition', (0,)),
             (r'^stages\.(\d+)\.block\.layers\.(\d+)', None),
         ])
-
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.head.fc
-
-    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
-        self.num_classes = num_classes
-        self.head.reset(num_classes, global_pool, **get_device_dtype(self))
-        self.head_hidden_size = self.head.num_features
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        if self.grad_checkpointing and not torch.jit.is_scripting():
-            return checkpoint_seq(self.stages, x)
-        return self.stages(x)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        return self.head(x, pre_logits=pre_logits)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _create_densenet(variant: str, pretrained: bool = False, **kwargs: Any) -> CifarDenseNet:

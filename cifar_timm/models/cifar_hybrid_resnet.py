@@ -18,9 +18,10 @@ from typing import Any, Optional, Sequence, Type
 
 import torch
 import torch.nn as nn
-from timm.layers import ClassifierHead, ConvNormAct, get_device_dtype
-from timm.models import checkpoint_seq, register_model
+from timm.layers import ConvNormAct
+from timm.models import register_model
 
+from ._base import CifarClassifier
 from ._common import SourceResult, cifar_cfg, cifar_default_cfgs, create_cifar_model
 
 __all__ = ['HybridResNet', 'BasicBlock', 'Bottleneck']
@@ -112,7 +113,7 @@ class Chunk(nn.Module):
         return out
 
 
-class HybridResNet(nn.Module):
+class HybridResNet(CifarClassifier):
     """Conv stem, then chunks that each double the width and halve the map at their end, GAP, fc.
 
     `blocks[i]` is the block class of chunk i and `depths[i]` its number of blocks; `block_args` go to every block.
@@ -150,12 +151,8 @@ class HybridResNet(nn.Module):
             act_layer: activation class.
             norm_layer: normalisation class.
         """
-        super().__init__()
+        super().__init__(num_classes, in_chans, drop_rate)
         assert len(blocks) == len(depths), 'one block class per chunk'
-        self.num_classes = num_classes
-        self.in_chans = in_chans
-        self.drop_rate = drop_rate
-        self.grad_checkpointing = False
 
         self.stem = ConvNormAct(
             in_chans, stem_chs, stem_kernel_size, bias=True, act_layer=act_layer, norm_layer=norm_layer)
@@ -171,12 +168,9 @@ class HybridResNet(nn.Module):
             self.feature_info.append(dict(num_chs=prev_chs, reduction=reduction, module=f'stages.{i}'))
         self.stages = nn.Sequential(*chunks)
         self.num_features = prev_chs
-        self.head = ClassifierHead(prev_chs, num_classes, pool_type=global_pool, drop_rate=drop_rate)
-        self.head_hidden_size = self.head.num_features
+        self.init_head(prev_chs, global_pool)
         if zero_init_last:
-            for m in self.modules():
-                if hasattr(m, 'zero_init_last'):
-                    m.zero_init_last()
+            self.zero_init_residual_branches()
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
@@ -186,31 +180,6 @@ class HybridResNet(nn.Module):
             (r'^stages\.(\d+)\.blocks\.(\d+)', None),
             (r'^stages\.(\d+)\.skip', (99999,)),  # the chunk skip joins after the chunk's last block
         ])
-
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.head.fc
-
-    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
-        self.num_classes = num_classes
-        self.head.reset(num_classes, global_pool, **get_device_dtype(self))
-        self.head_hidden_size = self.head.num_features
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        if self.grad_checkpointing and not torch.jit.is_scripting():
-            return checkpoint_seq(self.stages, x)
-        return self.stages(x)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        return self.head(x, pre_logits=pre_logits)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _create_hybrid_resnet(variant: str, pretrained: bool = False, **kwargs: Any) -> HybridResNet:

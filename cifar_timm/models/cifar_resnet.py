@@ -22,10 +22,10 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Type, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import (
-    ClassifierHead, LayerType, SEModule, create_attn, get_act_layer, get_device_dtype)
-from timm.models import checkpoint_seq, register_model
+from timm.layers import LayerType, SEModule, create_attn, get_act_layer
+from timm.models import register_model
 
+from ._base import CifarClassifier
 from ._common import SourceResult, cifar_cfg, cifar_default_cfgs, create_cifar_model
 
 __all__ = ['CifarResNet', 'BasicBlock', 'PreActBasicBlock', 'PreActBottleneck']
@@ -260,7 +260,7 @@ BLOCK_OPTION_DEFAULTS: Dict[str, Any] = dict(conv_bias=False, block_dropout=0., 
 BlockType = Union[Type[BasicBlock], Type[PreActBasicBlock], Type[PreActBottleneck]]
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(CifarClassifier):
     """A CIFAR ResNet: stem, stages of residual blocks (stride 1 then 2 each), optional final norm-act, head.
 
     Every variant in this file is a set of constructor arguments; see the entrypoints below.
@@ -315,15 +315,11 @@ class CifarResNet(nn.Module):
             weight_init: the source's init scheme, a key of `WEIGHT_INITS`.
             zero_init_last: start every residual branch at zero (its last BN weight or conv).
         """
-        super().__init__()
+        super().__init__(num_classes, in_chans, drop_rate)
         if len(layers) != len(widths):
             raise ValueError(f'layers {tuple(layers)} and widths {tuple(widths)} must name the same stages')
         act_layer = get_act_layer(act_layer)
         stem_layers = tuple(stem_layers)
-        self.num_classes = num_classes
-        self.in_chans = in_chans
-        self.drop_rate = drop_rate
-        self.grad_checkpointing = False
 
         stem_parts = dict(
             conv=lambda: nn.Conv2d(in_chans, stem_width, 3, padding=1, bias=conv_bias),
@@ -365,8 +361,7 @@ class CifarResNet(nn.Module):
         self.num_features = in_chs
         self.norm = norm_layer(in_chs) if block.preact else nn.Identity()
         self.act = act_layer(inplace=True) if block.preact else nn.Identity()
-        self.head = ClassifierHead(in_chs, num_classes, pool_type=global_pool, drop_rate=drop_rate)
-        self.head_hidden_size = self.head.num_features
+        self.init_head(in_chs, global_pool)
 
         self.init_weights(weight_init, zero_init_last)
 
@@ -383,9 +378,7 @@ class CifarResNet(nn.Module):
                 if zero_bias and m.bias is not None:
                     nn.init.zeros_(m.bias)
         if zero_init_last:
-            for m in self.modules():
-                if hasattr(m, 'zero_init_last'):
-                    m.zero_init_last()
+            self.zero_init_residual_branches()
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
@@ -394,32 +387,9 @@ class CifarResNet(nn.Module):
             blocks=r'^stages\.(\d+)' if coarse else [(r'^stages\.(\d+)\.(\d+)', None), (r'^norm', (99999,))],
         )
 
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.head.fc
-
-    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
-        self.num_classes = num_classes
-        self.head.reset(num_classes, global_pool, **get_device_dtype(self))
-        self.head_hidden_size = self.head.num_features
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        if self.grad_checkpointing and not torch.jit.is_scripting():
-            x = checkpoint_seq(self.stages, x, flatten=True)
-        else:
-            x = self.stages(x)
+        x = self.forward_stages(self.stem(x), flatten=True)  # checkpoint per block: stages are deep
         return self.act(self.norm(x))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        return self.head(x, pre_logits=pre_logits)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _create_cifar_resnet(variant: str, pretrained: bool = False, **kwargs: Any) -> CifarResNet:

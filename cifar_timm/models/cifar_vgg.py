@@ -19,10 +19,11 @@ import torch
 import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import ClassifierHead, ConvNormAct, get_device_dtype
-from timm.models import checkpoint_seq, register_model
+from timm.layers import ConvNormAct
+from timm.models import register_model
 
 from ..constants import CIFAR10_INPUT_SIZE
+from ._base import CifarClassifier
 from ._common import SourceResult, cifar_cfg, cifar_default_cfgs, create_cifar_model
 
 __all__ = ['CifarVgg', 'FlattenMlp']
@@ -73,7 +74,7 @@ class FlattenMlp(nn.Module):
         return self.layers(_grow_to_kernel(x, self.kernel_size))
 
 
-class CifarVgg(nn.Module):
+class CifarVgg(CifarClassifier):
     """VGG-like net: conv stem, stages of two conv-BN-ReLU (Dropout2d between) and a max-pool, flatten-MLP head.
 
     `global_pool` pools the flatten-MLP's output map, which is 1x1 for `img_size` inputs (so a no-op there) and
@@ -112,11 +113,7 @@ class CifarVgg(nn.Module):
             act_layer: activation class.
             norm_layer: normalisation class.
         """
-        super().__init__()
-        self.num_classes = num_classes
-        self.in_chans = in_chans
-        self.drop_rate = drop_rate
-        self.grad_checkpointing = False
+        super().__init__(num_classes, in_chans, drop_rate)
         conv_args = dict(bias=True, act_layer=act_layer, norm_layer=norm_layer)
 
         self.stem = ConvNormAct(in_chans, stem_chs, stem_kernel_size, **conv_args)
@@ -138,38 +135,11 @@ class CifarVgg(nn.Module):
 
         self.pre_logits = FlattenMlp(
             prev_chs, img_size // reduction, (mlp_hidden,), (act_layer,), (None,), mlp_drop_rate)
-        self.head = ClassifierHead(self.pre_logits.out_chs, num_classes, pool_type=global_pool, drop_rate=drop_rate)
-        self.head_hidden_size = self.head.num_features
+        self.init_head(self.pre_logits.out_chs, global_pool)
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
         return dict(stem=r'^stem', blocks=r'^stages\.(\d+)')  # a stage is only two convs
-
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.head.fc
-
-    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
-        self.num_classes = num_classes
-        self.head.reset(num_classes, global_pool, **get_device_dtype(self))
-        self.head_hidden_size = self.head.num_features
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        if self.grad_checkpointing and not torch.jit.is_scripting():
-            return checkpoint_seq(self.stages, x)
-        return self.stages(x)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.pre_logits(x)
-        return self.head(x, pre_logits=pre_logits)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _create_vgg(variant: str, pretrained: bool = False, **kwargs: Any) -> CifarVgg:

@@ -17,10 +17,10 @@ from typing import Any, Optional, Sequence, Type
 
 import torch
 import torch.nn as nn
-from timm.layers import ClassifierHead, get_device_dtype
-from timm.models import checkpoint_seq, register_model
+from timm.models import register_model
 
 from ..constants import CIFAR10_INPUT_SIZE
+from ._base import CifarClassifier
 from ._common import cifar_cfg, cifar_default_cfgs, create_cifar_model
 from .cifar_vgg import FlattenMlp
 
@@ -36,7 +36,7 @@ def _xavier_uniform_as_linear_(weight: torch.Tensor) -> None:
     nn.init.uniform_(weight, -bound, bound)
 
 
-class CifarNet(nn.Module):
+class CifarNet(CifarClassifier):
     """Stages of conv3x3 -> act -> BN (act before norm, as in the source), optional Dropout2d and max-pool,
     then a two-hidden-layer flatten-MLP head.
 
@@ -78,11 +78,7 @@ class CifarNet(nn.Module):
             act_layer: conv-stage activation class.
             norm_layer: conv-stage normalisation class.
         """
-        super().__init__()
-        self.num_classes = num_classes
-        self.in_chans = in_chans
-        self.drop_rate = drop_rate
-        self.grad_checkpointing = False
+        super().__init__(num_classes, in_chans, drop_rate)
 
         stages = []
         self.feature_info = []
@@ -102,8 +98,7 @@ class CifarNet(nn.Module):
 
         self.pre_logits = FlattenMlp(
             prev_chs, img_size // reduction, mlp_hidden, mlp_act_layers, mlp_norm_layers, mlp_drop_rate)
-        self.head = ClassifierHead(self.pre_logits.out_chs, num_classes, pool_type=global_pool, drop_rate=drop_rate)
-        self.head_hidden_size = self.head.num_features
+        self.init_head(self.pre_logits.out_chs, global_pool)
         self.init_weights()
 
     @torch.jit.ignore
@@ -117,30 +112,8 @@ class CifarNet(nn.Module):
     def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
         return dict(stem=r'^stages\.0\.', blocks=r'^stages\.(\d+)')  # one conv per stage; the first is the stem
 
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.head.fc
-
-    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
-        self.num_classes = num_classes
-        self.head.reset(num_classes, global_pool, **get_device_dtype(self))
-        self.head_hidden_size = self.head.num_features
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        if self.grad_checkpointing and not torch.jit.is_scripting():
-            return checkpoint_seq(self.stages, x)
-        return self.stages(x)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.pre_logits(x)
-        return self.head(x, pre_logits=pre_logits)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+        return self.forward_stages(x)  # no stem: the first stage is the stem
 
 
 def _create_cifarnet(variant: str, pretrained: bool = False, **kwargs: Any) -> CifarNet:

@@ -18,6 +18,8 @@ from typing import Any, Optional
 import torch
 from timm.models import save_for_hf
 
+from ..hub import replace_dir_atomic
+
 EXPORT_DIR = 'export'
 RESULTS_FILE = 'results.json'
 
@@ -31,13 +33,7 @@ def write_export(output: Path, model: torch.nn.Module, model_args: dict[str, Any
     model = model.to(memory_format=torch.contiguous_format)  # safetensors refuses channels_last weights
     save_for_hf(model, tmp, model_args=model_args or None, safe_serialization=True, data_config=data_config)
     (tmp / RESULTS_FILE).write_text(json.dumps(results, indent=2) + '\n')
-    if final.exists():
-        old = final.with_name(f'.{EXPORT_DIR}.old{os.getpid()}')
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
+    replace_dir_atomic(tmp, final)
     return final
 
 
