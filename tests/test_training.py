@@ -58,6 +58,11 @@ def test_config_composes_parents_and_overrides():
     assert config['data']['dir'] == '/x' and config['output'] == str(Path('runs/se_mxresnet20'))
 
 
+def test_mixed_precision_no_is_not_read_as_false():
+    # YAML 1.1 reads a bare `no` as false; `mixed_precision=no` must still mean Accelerate's 'no'
+    assert load_config(RESNET20, ['mixed_precision=no'])['mixed_precision'] == 'no'
+
+
 @pytest.mark.parametrize('override, words', [
     (['epoch=3'], 'unknown config key `epoch`'),
     (['data.dri=/x'], 'unknown config key `data.dri`'),

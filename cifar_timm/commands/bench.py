@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
+import subprocess
 import time
 
 import torch
@@ -65,31 +67,39 @@ def time_forward(model, x: torch.Tensor, device: torch.device, amp: bool, warmup
     return times
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.warmup < 0 or args.repeats < 1:
-        raise CifarTimmError('--warmup must be >= 0 and --repeats >= 1')
-    device = resolve_device(args.device)
-    batch_sizes = parse_batch_sizes(args.batch_sizes)
-    model = create_eval_model(args.model).to(device).eval()
-    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
+def measure_inference(name: str, device: torch.device, batch_sizes: list[int], *, channels_last: bool = False,
+                      compile: bool = False, amp: bool = False, warmup: int = 3, repeats: int = 10) -> dict:
+    """Forward-pass timings of model `name` (random weights) at each batch size: the report `bench --json` prints."""
+    model = create_eval_model(name).to(device).eval()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     num_params = sum(p.numel() for p in model.parameters())
-    if args.compile:
+    if compile:
         model = torch.compile(model)
     input_size = tuple(model.pretrained_cfg.get('input_size', (3, 32, 32)))
     rows = []
     for batch_size in batch_sizes:
         x = torch.randn(batch_size, *input_size, device=device).to(memory_format=memory_format)
-        times = time_forward(model, x, device, args.amp, args.warmup, args.repeats)
+        times = time_forward(model, x, device, amp, warmup, repeats)
         median = statistics.median(times)
         rows.append({'batch_size': batch_size, 'median_ms': 1000 * median, 'min_ms': 1000 * min(times),
                      'max_ms': 1000 * max(times), 'images_per_s': batch_size / median})
-    report = {
-        'model': args.model, 'params': num_params, 'device': describe_device(device), 'torch': torch.__version__,
-        'input_size': list(input_size), 'channels_last': args.channels_last, 'compile': args.compile,
-        'amp': 'bfloat16' if args.amp else None, 'warmup': args.warmup, 'repeats': args.repeats,
+    return {
+        'model': name, 'params': num_params, 'device': describe_device(device), 'torch': torch.__version__,
+        'input_size': list(input_size), 'channels_last': channels_last, 'compile': compile,
+        'amp': 'bfloat16' if amp else None, 'warmup': warmup, 'repeats': repeats,
         'timer': 'cuda events' if device.type == 'cuda' else 'perf_counter', 'results': rows,
     }
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.warmup < 0 or args.repeats < 1:
+        raise CifarTimmError('--warmup must be >= 0 and --repeats >= 1')
+    device = resolve_device(args.device)
+    batch_sizes = parse_batch_sizes(args.batch_sizes)
+    report = measure_inference(args.model, device, batch_sizes, channels_last=args.channels_last,
+                               compile=args.compile, amp=args.amp, warmup=args.warmup, repeats=args.repeats)
+    num_params, input_size, rows = report['params'], tuple(report['input_size']), report['results']
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -106,3 +116,22 @@ def describe_device(device: torch.device) -> str:
     if device.type == 'cuda':
         return torch.cuda.get_device_name(device)
     return f'CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)'
+
+
+def machine_info(device: torch.device) -> dict:
+    """What a benchmark ran on: device name, NVIDIA driver, CUDA and torch versions, CPU count."""
+    info = {'device': describe_device(device), 'torch': torch.__version__, 'cuda': torch.version.cuda,
+            'driver': None, 'cpu': platform.processor() or platform.machine(), 'cpu_count': os.cpu_count()}
+    if device.type == 'cuda':
+        try:  # torch does not expose the driver version; nvidia-smi ships with every driver
+            out = subprocess.run(['nvidia-smi', '--query-gpu=driver_version', '--format=csv,noheader'],
+                                 capture_output=True, text=True, timeout=30, check=True).stdout.split()
+            info['driver'] = out[0] if out else None
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return info
+
+
+def format_machine(info: dict) -> str:
+    return (f"{info['device']}, driver {info['driver'] or 'n/a'}, CUDA {info['cuda'] or 'n/a'}, "
+            f"torch {info['torch']}, {info['cpu_count']} CPUs ({info['cpu']})")

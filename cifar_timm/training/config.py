@@ -129,6 +129,8 @@ def load_config(path: Optional[str | Path] = None, overrides: Iterable[str] = ()
         set_dotted(config, key, value)
     if config['output'] is None:
         config['output'] = str(Path('runs') / (name or str(config['model'])))
+    if config['mixed_precision'] is False:  # YAML 1.1 reads a bare `no` as false; Accelerate's name is 'no'
+        config['mixed_precision'] = 'no'
     validate(config)
     return config
 

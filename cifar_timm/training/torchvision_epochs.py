@@ -32,8 +32,10 @@ class TorchvisionEpochLoader:
         from accelerate.data_loader import prepare_data_loader
 
         from ..data import torchvision_loader
+        # Pinned host batches, as the seeds' CUDA pipelines use, so the copy to the GPU can overlap compute.
         loader = torchvision_loader(self.images, self.labels, self.batch_size // self.num_replicas, train=True,
-                                    seed=self.seed * 1_000_003 + self.epoch, **self.loader_kwargs)
+                                    seed=self.seed * 1_000_003 + self.epoch, pin_memory=self.device.type == 'cuda',
+                                    **self.loader_kwargs)
         if self.num_replicas > 1:
             loader = prepare_data_loader(loader, num_processes=self.num_replicas, process_index=self.rank)
         return loader
