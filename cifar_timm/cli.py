@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(f'cifar_timm.commands.{module_name}')
-        command_parser = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        # argparse %-formats help strings (e.g. '95%' in eval's); the description is printed as is
+        command_parser = sub.add_parser(name, help=module.HELP.replace('%', '%%'), description=module.HELP)
         module.add_arguments(command_parser)
         command_parser.set_defaults(run=module.run)
     return parser
