@@ -56,16 +56,16 @@ def prepare_data(data_dir: Path, verify_md5: bool, work_dir: Path) -> Path:
     """Write our copy in airbench's cached format: WORK_DIR/cifar10/{train,test}.pt (atomic, rewritten each time)."""
     from cifar_timm.constants import CIFAR10_CLASSES
     from cifar_timm.data import load_cifar10
+    from cifar_timm.hub import write_bytes_atomic
     folder = Path(work_dir) / 'cifar10'
     folder.mkdir(parents=True, exist_ok=True)
     for split in ('train', 'test'):
         data = load_cifar10(data_dir, split, verify_md5=verify_md5)
         payload = {'images': data.images.permute(0, 2, 3, 1).contiguous(),  # NHWC, as torchvision's .data
                    'labels': data.labels.clone(), 'classes': list(CIFAR10_CLASSES)}
-        path = folder / f'{split}.pt'
-        tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        write_bytes_atomic(folder / f'{split}.pt', buffer.getvalue())
     return folder
 
 
@@ -182,7 +182,8 @@ def main(argv=None) -> int:
     row = markdown(summary, args.variant, machine['device'])
     print(row)
     if args.out:
-        from bench_train_epoch import write_json_atomic, write_text_atomic
+        from bench_train_epoch import write_json_atomic
+        from cifar_timm.hub import write_text_atomic
         write_json_atomic(args.out.with_suffix('.json'), {'benchmark': 'airbench', 'variant': args.variant,
                                                           'machine': machine, 'runs': rows, 'summary': summary})
         write_text_atomic(args.out.with_suffix('.md'), row + '\n')

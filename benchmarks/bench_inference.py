@@ -116,7 +116,7 @@ def markdown_table(report: dict[str, Any]) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     from cifar_timm.commands.bench import format_machine, machine_info, parse_batch_sizes
-    from cifar_timm.commands.evaluate import resolve_device
+    from cifar_timm.commands._options import resolve_device
     from cifar_timm.errors import CifarTimmError
     try:
         if args.warmup < 0 or args.repeats < 1:
@@ -158,7 +158,8 @@ def main(argv=None) -> int:
     print(table)
     print(f'\none cell again, e.g.: {example}')
     if args.out:
-        from bench_train_epoch import write_json_atomic, write_text_atomic
+        from bench_train_epoch import write_json_atomic
+        from cifar_timm.hub import write_text_atomic
         write_json_atomic(args.out.with_suffix('.json'), report)
         md = args.out.with_suffix('.md')
         write_text_atomic(md, f'Measured on {format_machine(machine)}; median images/s [slowest-fastest pass] of '

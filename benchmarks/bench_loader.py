@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 
 import torch
 
+from cifar_timm.commands.bench import format_machine, machine_info
 from cifar_timm.data import GpuCifarLoader, load_cifar10, torchvision_loader
 
 
@@ -74,11 +74,8 @@ def main(argv=None) -> int:
                                    pad_mode=args.pad_mode, pin_memory=device.type == 'cuda')
     tv_s, tv_n = time_epoch(tv_loader, device, args.max_steps)
 
-    cpu = platform.processor() or platform.machine()
     print(f'command: python {" ".join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:]))}')
-    print(f'machine: {os.cpu_count()} CPUs ({cpu}), device {device}'
-          f'{" (" + torch.cuda.get_device_name(device) + ")" if device.type == "cuda" else ""}, '
-          f'torch {torch.__version__}, batch {args.batch_size}, pad mode {args.pad_mode}, '
+    print(f'machine: {format_machine(machine_info(device))}; batch {args.batch_size}, pad mode {args.pad_mode}, '
           f'{torch.get_num_threads()} torch threads in the main process')
     print(f'GPU-resident loader:  {gpu_n} images in {gpu_s:.2f} s = {gpu_n / gpu_s:,.0f} images/s '
           f'(+ {setup_s:.2f} s one-off setup, not timed)')

@@ -26,7 +26,6 @@ import contextlib
 import os
 import shutil
 import signal
-import statistics
 import sys
 import threading
 import time
@@ -36,7 +35,9 @@ from typing import Any, Iterator, Optional
 import torch
 
 from bench_train_epoch import (DEFAULT_CONFIG, RecipeRun, _repo_relative, default_precision, precision_override,
-                               run_recipe, write_json_atomic, write_text_atomic)
+                               run_recipe, write_json_atomic)
+from cifar_timm.hub import write_text_atomic
+from cifar_timm.training.run_log import as_float, median_epoch_time, steady_epoch_times
 
 STATE_FILE = 'bench_tta.json'
 
@@ -100,9 +101,9 @@ def measure_torchvision(args, base, state, budget) -> None:
     with sigterm_after(budget()):
         run = run_recipe(args.config, overrides)
     times = run.epoch_times()
-    steady = times[1:] or times
+    steady = steady_epoch_times(times)
     state['torchvision'] = {'command': run.command, 'epoch_times_s': times, 'first_epoch_s': times[0],
-                            'median_epoch_s': statistics.median(steady), 'min_epoch_s': min(steady),
+                            'median_epoch_s': median_epoch_time(times), 'min_epoch_s': min(steady),
                             'max_epoch_s': max(steady), 'workers': args.workers, 'wall_s': run.wall_s}
 
 
@@ -135,7 +136,7 @@ def summarize(base, state, run: RecipeRun) -> dict[str, Any]:
     summary = {
         'model': base['model'], 'epochs': epochs, 'processes': processes, 'hardware': results['hardware'],
         'ours': {'wall_s': wall_s, 'gpu_minutes': wall_s * processes / 60, 'train_time_s': train_time_s,
-                 'median_epoch_s': statistics.median(ours_times[1:] or ours_times),
+                 'median_epoch_s': median_epoch_time(ours_times),
                  'outside_epochs_s': outside_epochs_s},
         'torchvision_extrapolated': {'wall_s': tv_wall_s, 'gpu_minutes': tv_wall_s * processes / 60,
                                      'train_time_s': tv_train_s, 'median_epoch_s': tv['median_epoch_s'],
@@ -145,8 +146,7 @@ def summarize(base, state, run: RecipeRun) -> dict[str, Any]:
         'top1_exact': results['top1_exact'], 'top1_exact_ci95': results['top1_exact_ci95'],
         'n_exact': results['n_exact'], 'n_test': results['n_test'],
         'curve': [{'epoch': int(r['epoch']), 'epoch_time_s': float(r['epoch_time_s']),
-                   'val_top1': float(r['val_top1']) if r['val_top1'] not in (None, '') else None}
-                  for r in run.rows],
+                   'val_top1': as_float(r['val_top1'])} for r in run.rows],
     }
     return summary
 

@@ -40,6 +40,9 @@ from typing import Any, Optional
 
 import torch
 
+from cifar_timm.hub import write_text_atomic
+from cifar_timm.training.run_log import median_epoch_time, steady_epoch_times
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / 'recipes' / 'configs' / 'resnet20.yaml'
 PATHS = {'gpu': 'GPU-resident loader', 'torchvision': 'torchvision DataLoader'}
@@ -88,9 +91,9 @@ def synchronize() -> None:
 
 def summarize(times: list[float]) -> dict[str, Any]:
     """Median and spread of the epochs after the first (the first pays warm-up); all of them if there is one."""
-    steady = times[1:] or times
+    steady = steady_epoch_times(times)
     return {'epoch_times_s': times, 'first_epoch_s': times[0] if times else None,
-            'median_s': statistics.median(steady) if steady else None,
+            'median_s': median_epoch_time(times),
             'min_s': min(steady) if steady else None, 'max_s': max(steady) if steady else None,
             'n_steady': len(steady) if len(times) > 1 else 0}
 
@@ -101,14 +104,6 @@ def _repo_relative(path: Path) -> str:
         return str(path.relative_to(REPO_ROOT))
     except ValueError:
         return str(path)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -165,10 +160,7 @@ def path_overrides(args: argparse.Namespace, loader: str, base: dict[str, Any], 
 
 
 def precision_override(precision: str, recipe_value: str) -> list[str]:
-    if precision == recipe_value:
-        return []
-    # Quoted: YAML reads a bare `no` as false (so `mixed_precision=no` on the train.py command line is rejected).
-    return ["mixed_precision='no'" if precision == 'no' else f'mixed_precision={precision}']
+    return [] if precision == recipe_value else [f'mixed_precision={precision}']
 
 
 def main(argv=None) -> int:

@@ -11,5 +11,12 @@ CIFAR10_CLASSES = (
 CIFAR10_NUM_CLASSES = len(CIFAR10_CLASSES)
 CIFAR10_INPUT_SIZE = (3, 32, 32)
 
+# Images per official split (5 training batches of 10,000, one test batch): the sizes every default assumes.
+CIFAR10_NUM_TRAIN = 50000
+CIFAR10_NUM_TEST = 10000
+
 # Test images 0..1016 are the only test pixels known to be exact in the shared copy (see ../shared/cifar10).
 EXACT_TEST_SLICE = slice(0, 1017)
+# Training images with exact pixels in the shared copy (prefixes of the official files, see ../shared/cifar10); the
+# rest were JPEG-decoded, which every model card states.
+EXACT_TRAIN_IMAGES = 8068

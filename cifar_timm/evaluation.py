@@ -166,7 +166,7 @@ def create_eval_model(
 
     if pretrained and checkpoint:
         raise CifarTimmError('pass either --pretrained or --checkpoint, not both')
-    if not timm.is_model(name.split('.', 1)[0]):
+    if not timm.is_model(name):  # timm ignores the tag: resnet20.c10 is checked as resnet20
         raise CifarTimmError(f'unknown model {name!r}: `cifar-timm list` shows the CIFAR-10 models')
     try:
         model = timm.create_model(name, pretrained=pretrained, **kwargs)

@@ -16,6 +16,7 @@ and shapes against the model being built.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -60,16 +61,31 @@ def pretrained_tags_file() -> Path:
     return Path(os.environ.get(TAGS_FILE_ENV) or PACKAGED_TAGS_FILE)
 
 
+# resolved path -> (the file's stat signature, its parsed records): every family's import and every pretrained=True
+# creation asks for the records; the file is read again only when it changed (or $CIFAR_TIMM_PRETRAINED_TAGS moved).
+_TAGS_CACHE: dict[Path, tuple[tuple[int, int, int], dict[str, dict[str, Any]]]] = {}
+
+
 def load_pretrained_tags(path: Optional[Path] = None) -> dict[str, dict[str, Any]]:
-    """`{'model.tag': record}` for every published weight (an absent file means none)."""
+    """`{'model.tag': record}` for every published weight (an absent file means none).
+
+    Parsed once per version of the file (keyed on inode, mtime and size, so `write_pretrained_tag` and any other
+    rewrite are seen); each call returns its own copy, free to modify.
+    """
     path = Path(path) if path else pretrained_tags_file()
-    if not path.exists():
-        return {}
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise CifarTimmError(f'{path} is not valid JSON ({e}); restore it from version control, or delete it and '
-                             f're-run `cifar-timm export` for each published run.') from e
+        stat = path.stat()
+    except (FileNotFoundError, NotADirectoryError):  # as Path.exists() treats them: no file, no records
+        return {}
+    key, signature = path.resolve(), (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    cached = _TAGS_CACHE.get(key)
+    if cached is None or cached[0] != signature:
+        try:
+            cached = _TAGS_CACHE[key] = (signature, json.loads(path.read_text()))
+        except json.JSONDecodeError as e:
+            raise CifarTimmError(f'{path} is not valid JSON ({e}); restore it from version control, or delete it and '
+                                 f're-run `cifar-timm export` for each published run.') from e
+    return copy.deepcopy(cached[1])
 
 
 def write_pretrained_tag(name_tag: str, record: dict[str, Any], path: Optional[Path] = None) -> Path:
@@ -83,12 +99,23 @@ def write_pretrained_tag(name_tag: str, record: dict[str, Any], path: Optional[P
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write through a temporary file in the same folder and `os.replace`, so a crash never leaves half a file."""
+    _write_atomic(path, text, 'w')
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """`write_text_atomic` for bytes."""
+    _write_atomic(path, data, 'wb')
+
+
+def _write_atomic(path: Path, content: str | bytes, mode: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
-        with os.fdopen(fd, 'w') as f:
-            f.write(text)
+        with os.fdopen(fd, mode) as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())  # the rename below is durable only once the data is on disk
         os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)  # mkstemp makes it owner-only
         os.replace(tmp, path)
     except BaseException:

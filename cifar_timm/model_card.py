@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import yaml
+from timm.models import split_model_name_tag
 
-from .constants import CIFAR10_CLASSES, CIFAR10_INPUT_SIZE, EXACT_TEST_SLICE
+from .constants import (
+    CIFAR10_CLASSES, CIFAR10_INPUT_SIZE, CIFAR10_NUM_TEST, CIFAR10_NUM_TRAIN, EXACT_TEST_SLICE, EXACT_TRAIN_IMAGES,
+)
 
-# The shared CIFAR-10 copy (../shared/cifar10/README.md): exact pixels for 8,068 of the 50,000 training images
+# The shared CIFAR-10 copy (../shared/cifar10/README.md): exact pixels for EXACT_TRAIN_IMAGES of the training images
 # (the official files' prefixes) and test images 0-1016; every other image decoded from a JPEG copy (q~75, 4:2:0).
-EXACT_TRAIN_IMAGES = 8068
-TRAIN_IMAGES = 50000
 N_EXACT_TEST = EXACT_TEST_SLICE.stop - EXACT_TEST_SLICE.start
 
 
@@ -69,8 +70,8 @@ def _metric(name: str, value: Optional[float]) -> dict[str, Any]:
 
 
 def _test_set(results: dict[str, Any]) -> str:
-    n = results.get('n_test', 10000)
-    return f'all {n:,} test images (most JPEG-decoded)' if n >= 10000 else f'the first {n:,} test images'
+    n = results.get('n_test', CIFAR10_NUM_TEST)
+    return f'all {n:,} test images (most JPEG-decoded)' if n >= CIFAR10_NUM_TEST else f'the first {n:,} test images'
 
 
 def _duration(seconds: Optional[float]) -> str:
@@ -85,7 +86,7 @@ def _split_sentence(results: dict[str, Any]) -> str:
     if 'val_size' not in data:
         return ''
     val_size = int(data['val_size'] or 0)
-    n_train = TRAIN_IMAGES - val_size
+    n_train = CIFAR10_NUM_TRAIN - val_size
     if data.get('limit'):
         n_train = min(n_train, int(data['limit']))
     held_out = f', with {val_size:,} others held out for validation' if val_size else ''
@@ -98,7 +99,7 @@ def _pct(value: Optional[float]) -> str:
 
 def _body(f: CardFacts) -> str:
     r, cfg = f.results, f.pretrained_cfg
-    arch = f.name_tag.split('.', 1)[0]
+    arch, _ = split_model_name_tag(f.name_tag)
     mean, std = tuple(cfg.get('mean', ())), tuple(cfg.get('std', ()))
     lo, hi = (r.get('top1_exact_ci95') or (None, None))[:2]
     interval = f'[{lo:.2f}, {hi:.2f}]' if lo is not None else '–'
@@ -154,15 +155,15 @@ checked before use.
 | test images | top-1 | 95% interval | n |
 | --- | --- | --- | --- |
 | exact test images 0–{n_exact - 1} (the number to quote) | {_pct(r.get('top1_exact'))} | {interval} | {n_exact:,} |
-| {_test_set(r)} | {_pct(r.get('top1_test'))} | | {r.get('n_test', 10000):,} |
+| {_test_set(r)} | {_pct(r.get('top1_test'))} | | {r.get('n_test', CIFAR10_NUM_TEST):,} |
 {val_row}{source_row}
 The interval is the Wilson score interval. The source's number was measured on the original CIFAR-10, with the
 source's own recipe; it is shown for reference, not reproduced here.
 
 ## Training data
 Trained on the CIFAR-10 copy available to this project, **most of whose training images were JPEG-decoded**: only
-{EXACT_TRAIN_IMAGES:,} of the {TRAIN_IMAGES:,} training images have the exact original pixels; the other
-{TRAIN_IMAGES - EXACT_TRAIN_IMAGES:,} were decoded from a public JPEG copy (quality about 75, 4:2:0 chroma, about
+{EXACT_TRAIN_IMAGES:,} of the {CIFAR10_NUM_TRAIN:,} training images have the exact original pixels; the other
+{CIFAR10_NUM_TRAIN - EXACT_TRAIN_IMAGES:,} were decoded from a public JPEG copy (quality about 75, 4:2:0 chroma, about
 30 dB PSNR). All labels are exact. The same holds for test images past index {N_EXACT_TEST - 1}, which is why the
 top-1 to quote is the one on test images 0–{N_EXACT_TEST - 1}, the only exact test pixels (an unbiased sample: the
 official test order is random). Weights trained on this copy sit a little below what the same recipe reaches on the

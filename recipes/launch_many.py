@@ -25,12 +25,10 @@ unpacked elsewhere. Epoch times are measured under the concurrency the launcher 
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import io
 import json
 import os
-import re
 import signal
 import statistics
 import subprocess
@@ -51,7 +49,10 @@ STATE_FILE = 'launcher.json'        # in the runs folder: the supervisor's view 
 SUPERVISOR_LOG = 'launcher.log'
 LEDGER_FILE = '.pack-ledger.json'   # what `pack` has already written out, so the next call ships the rest
 RUN_LOG = 'train.log'
-SIGTERM_EXIT = 128 + signal.SIGTERM  # train.py's exit code after saving a checkpoint on SIGTERM
+# Importing anything of cifar_timm loads torch and timm (seconds on a busy machine), so the supervisor stays free of
+# it: it starts the runs that --stop-after times. Hence its own two helpers below; the other commands import
+# cifar_timm's helpers where they need them.
+SIGTERM_EXIT = 128 + signal.SIGTERM  # train.py's exit code after saving a checkpoint (loop.SIGTERM_EXIT_CODE)
 # Overrides every launched run gets first; --set wins over them. bf16 + channels_last is the GPU recipe setting.
 DEFAULT_SETS = ('mixed_precision=bf16', 'channels_last=true')
 # Set by the launcher itself (the launcher relies on them), after --set.
@@ -72,6 +73,7 @@ def utc_now() -> str:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
+    """As cifar_timm.hub.write_text_atomic (not imported: see SIGTERM_EXIT)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
     tmp.write_text(json.dumps(data, indent=2) + '\n')
@@ -283,6 +285,7 @@ def stop(args: argparse.Namespace) -> int:
 
 def collect_status(runs: Path) -> list[dict[str, Any]]:
     """One record per run folder (or launcher entry): progress, timing, and results once finished."""
+    from cifar_timm.training.run_log import as_float, median_epoch_time, read_metrics
     state = read_json(runs / STATE_FILE, {})
     supervisor_alive = launcher_alive(state, runs)
     here = is_local(state, runs)  # else a copy from elsewhere: states come from the files alone
@@ -292,9 +295,8 @@ def collect_status(runs: Path) -> list[dict[str, Any]]:
     out = []
     for name in names:
         entry, folder = entries.get(name, {}), runs / name
-        rows = _read_metrics(folder / 'metrics.csv')
+        rows = read_metrics(folder / 'metrics.csv')
         times = [float(r['epoch_time_s']) for r in rows if r.get('epoch_time_s')]
-        steady = times[1:] if len(times) > 1 else times  # the first epoch holds cudnn autotuning and warm-up
         epochs = entry.get('epochs') or _config_epochs(folder)
         results = read_json(folder / 'export' / 'results.json')
         state_name = entry.get('state') if here else None
@@ -302,13 +304,13 @@ def collect_status(runs: Path) -> list[dict[str, Any]]:
         if state_name == 'running' and not supervisor_alive and not pid_alive(entry.get('pid')):
             state_name = 'lost'  # the supervisor died and so did the run: `start` again resumes it
         done = int(rows[-1]['epoch']) + 1 if rows else 0
-        median = statistics.median(steady) if steady else None
+        median = median_epoch_time(times)
         record = {
             'name': name, 'state': state_name, 'epochs_done': done, 'epochs': epochs,
-            'val_top1': _float(rows[-1].get('val_top1')) if rows else None,
+            'val_top1': as_float(rows[-1].get('val_top1')) if rows else None,
             'epoch_time_s': round(median, 3) if median is not None else None,
             'first_epoch_time_s': times[0] if times else None,
-            'images_per_s': _median([_float(r.get('images_per_s')) for r in rows[1:] or rows]),
+            'images_per_s': _median([as_float(r.get('images_per_s')) for r in rows[1:] or rows]),
             'train_time_s': round(sum(times), 1),
             'eta_s': round(median * (epochs - done), 1) if median is not None and epochs else None,
             'concurrency': state.get('concurrency'), 'returncode': entry.get('returncode'),
@@ -318,17 +320,6 @@ def collect_status(runs: Path) -> list[dict[str, Any]]:
             record.update({k: results.get(k) for k in ('top1_exact', 'top1_exact_ci95', 'top1_test', 'hardware')})
         out.append(record)
     return out
-
-
-def _read_metrics(path: Path) -> list[dict[str, str]]:
-    if not path.is_file():
-        return []
-    with open(path, newline='') as f:
-        return list(csv.DictReader(f))
-
-
-def _float(value: Any) -> Optional[float]:
-    return None if value in (None, '') else float(value)
 
 
 def _median(values: Iterable[Optional[float]]) -> Optional[float]:
@@ -344,13 +335,10 @@ def _config_epochs(folder: Path) -> Optional[int]:
     return (yaml.safe_load(path.read_text()) or {}).get('epochs')
 
 
-_CHECKPOINT = re.compile(r'^step-(\d+)\.pt$')  # the naming of cifar_timm.training.checkpoint
-
-
 def _latest_checkpoint_name(folder: Path) -> Optional[str]:
-    found = sorted((int(m.group(1)), p.name) for p in (folder / 'checkpoints').glob('step-*.pt')
-                   if (m := _CHECKPOINT.match(p.name)))
-    return found[-1][1] if found else None
+    from cifar_timm.training.checkpoint import latest_checkpoint
+    path = latest_checkpoint(folder / 'checkpoints')
+    return path.name if path is not None else None
 
 
 def print_status(records: list[dict[str, Any]]) -> None:
@@ -368,6 +356,7 @@ def print_status(records: list[dict[str, Any]]) -> None:
 
 
 def status(args: argparse.Namespace) -> int:
+    import cifar_timm.training.run_log  # noqa: F401  (loads torch, as collect_status will: before the --max-wait clock)
     runs = Path(args.runs_dir)
     deadline = time.monotonic() + (args.max_wait or 0)
     while True:
@@ -414,14 +403,15 @@ def _meta_archive(runs: Path) -> bytes:
 
 def _payload(runs: Path, exports_too: bool = True) -> list[tuple[str, Path, str]]:
     """(kind, path, why) in shipping order: finished runs' weights, then unfinished runs' newest checkpoints."""
+    from cifar_timm.training.checkpoint import latest_checkpoint
     exports, checkpoints = [], []
     for folder in sorted(p for p in runs.iterdir() if p.is_dir() and not p.name.startswith('.')):
         weights = folder / 'export' / 'model.safetensors'
         if weights.is_file():
             if exports_too:
                 exports.append(('export', weights, 'finished run: weights for `cifar-timm export`'))
-        elif (name := _latest_checkpoint_name(folder)) is not None:
-            checkpoints.append(('checkpoint', folder / 'checkpoints' / name, 'unfinished run: resume=auto'))
+        elif (checkpoint := latest_checkpoint(folder / 'checkpoints')) is not None:
+            checkpoints.append(('checkpoint', checkpoint, 'unfinished run: resume=auto'))
     def size(item: tuple[str, Path, str]) -> int:
         return item[1].stat().st_size
     return sorted(exports, key=size) + sorted(checkpoints, key=size)  # smallest first: the most runs per MiB
@@ -510,6 +500,7 @@ def pack(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------------- unpack
 
 def unpack(args: argparse.Namespace) -> int:
+    from cifar_timm.hub import write_bytes_atomic
     runs = Path(args.runs_dir)
     manifests = []
     for folder in map(Path, args.dirs):
@@ -542,7 +533,7 @@ def unpack(args: argparse.Namespace) -> int:
             if f['kind'] == 'meta':
                 _extract_meta(data, runs)
             else:
-                _write_bytes_atomic(runs / f['path'], data)
+                write_bytes_atomic(runs / f['path'], data)
                 print(f'unpacked {runs / f["path"]} ({len(data) / MIB:.1f} MiB)')
     last = manifests[-1][0]
     for item in last['left_out']:
@@ -564,19 +555,13 @@ def _read_part(path: Path, entry: dict[str, Any]) -> bytes:
 
 
 def _extract_meta(data: bytes, runs: Path) -> None:
+    from cifar_timm.hub import write_bytes_atomic
     with tarfile.open(fileobj=io.BytesIO(data), mode='r:gz') as tar:
         for member in tar.getmembers():
             rel = Path(member.name)
             if not member.isfile() or rel.is_absolute() or '..' in rel.parts:
                 continue  # only plain files below the runs folder
-            _write_bytes_atomic(runs / rel, tar.extractfile(member).read())
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+            write_bytes_atomic(runs / rel, tar.extractfile(member).read())
 
 
 # ---------------------------------------------------------------------------------------------------------- CLI

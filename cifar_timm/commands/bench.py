@@ -17,9 +17,10 @@ import time
 
 import torch
 
+from ..constants import CIFAR10_INPUT_SIZE
 from ..errors import CifarTimmError
 from ..evaluation import create_eval_model
-from .evaluate import resolve_device
+from ._options import resolve_device
 
 HELP = 'inference throughput and latency at a few batch sizes (median of repeated timed runs)'
 
@@ -76,7 +77,7 @@ def measure_inference(name: str, device: torch.device, batch_sizes: list[int], *
     num_params = sum(p.numel() for p in model.parameters())
     if compile:
         model = torch.compile(model)
-    input_size = tuple(model.pretrained_cfg.get('input_size', (3, 32, 32)))
+    input_size = tuple(model.pretrained_cfg.get('input_size', CIFAR10_INPUT_SIZE))
     rows = []
     for batch_size in batch_sizes:
         x = torch.randn(batch_size, *input_size, device=device).to(memory_format=memory_format)

@@ -13,6 +13,7 @@ import torch
 from ..data import load_cifar10, parse_index_slice, train_val_indices
 from ..errors import CifarTimmError
 from ..evaluation import create_eval_model, evaluate
+from ._options import add_weight_arguments, resolve_device
 
 HELP = 'evaluate a model on CIFAR-10 (top-1 with 95% interval, top-5, NLL, ECE, images/s)'
 SPLITS = ('test', 'val', 'train')
@@ -35,26 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--json', action='store_true', help='print one JSON object')
 
 
-def add_weight_arguments(parser: argparse.ArgumentParser) -> None:
-    """--pretrained / --checkpoint, shared with `predict`."""
-    weights = parser.add_mutually_exclusive_group()
-    weights.add_argument('--pretrained', action='store_true', help='load the published weights (timm pretrained=True)')
-    weights.add_argument('--checkpoint', default=None, metavar='PATH', help='a .safetensors or torch state_dict file')
-
-
-def resolve_device(name: str | None) -> torch.device:
-    """The device a user asked for (default: cuda when there is one), or a clear error."""
-    if name is None:
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    try:
-        device = torch.device(name)
-    except RuntimeError as e:
-        raise CifarTimmError(f'--device {name!r} is not a torch device ({e}): use cpu or cuda[:N]') from None
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        raise CifarTimmError(f'--device {name}: no CUDA GPU is available here; use --device cpu')
-    return device
-
-
 def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise CifarTimmError('--batch-size must be >= 1')
@@ -62,10 +43,9 @@ def run(args: argparse.Namespace) -> int:
     source_split = 'test' if args.split == 'test' else 'train'
     data = load_cifar10(args.data_dir, source_split, verify_md5=args.verify_md5)
     images, labels = data.images, data.labels
-    if args.split != 'test':
-        train_idx, val_idx = train_val_indices(len(labels))
-        keep = val_idx if args.split == 'val' else torch.arange(len(labels))
-        images, labels = images[keep], labels[keep]
+    if args.split == 'val':  # `train` is the whole training set: nothing to select
+        _, val_idx = train_val_indices(len(labels))
+        images, labels = images[val_idx], labels[val_idx]
     span = parse_index_slice(args.indices, len(labels)) if args.indices else slice(0, len(labels))
     images, labels = images[span], labels[span]
 

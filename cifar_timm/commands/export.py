@@ -9,7 +9,6 @@ work on the next import. The repo folder and the record are each replaced atomic
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import re
@@ -112,7 +111,6 @@ def export_run(
 def _read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """The run's export/config.json and export/results.json, after checking it is a finished run of our model."""
     import timm
-    import cifar_timm  # noqa: F401  (registers the architectures)
 
     export_dir = run_dir / 'export'
     needed = [export_dir / n for n in ('config.json', WEIGHTS_FILENAME, 'results.json')]
@@ -160,9 +158,6 @@ def _config_yaml(run_dir: Path, results: dict[str, Any]) -> str:
 
 
 def _best_val_top1(run_dir: Path) -> Optional[float]:
-    path = run_dir / 'metrics.csv'
-    if not path.is_file():
-        return None
-    with path.open(newline='') as f:
-        values = [float(row['val_top1']) for row in csv.DictReader(f) if row.get('val_top1') not in (None, '')]
+    from ..training.run_log import as_float, read_metrics
+    values = [v for row in read_metrics(run_dir / 'metrics.csv') if (v := as_float(row.get('val_top1'))) is not None]
     return max(values) if values else None

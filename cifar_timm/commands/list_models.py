@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 import timm
 import torch
+from timm.models import split_model_name_tag
 from torch.utils.flop_counter import FlopCounterMode
 
 from .. import list_models
@@ -65,7 +66,7 @@ def architectures(patterns: list[str]) -> list[dict[str, Any]]:
     names = [n for n in list_models() if _matches(n, patterns)]
     if not names:
         raise _no_match(patterns)
-    published = load_pretrained_tags()
+    published = [split_model_name_tag(t) for t in load_pretrained_tags()]
     rows = []
     for name in names:
         params, macs = model_size(name)
@@ -74,7 +75,7 @@ def architectures(patterns: list[str]) -> list[dict[str, Any]]:
             name=name,
             params=params,
             macs=macs,
-            pretrained_tags=sorted(t.split('.', 1)[1] for t in published if t.split('.', 1)[0] == name),
+            pretrained_tags=sorted(tag for model, tag in published if model == name),
             source_top1=source.top1 if source else None,
             source_note=source.note if source else None,
         ))
@@ -86,10 +87,12 @@ def published_weights(patterns: list[str]) -> list[dict[str, Any]]:
     known = set(list_models())
     rows = []
     for name_tag, record in sorted(load_pretrained_tags().items()):
-        model = name_tag.split('.', 1)[0]
+        model, _ = split_model_name_tag(name_tag)
         if not (_matches(name_tag, patterns) or _matches(model, patterns)):
             continue
-        params, macs = model_size(model) if model in known else (None, None)
+        params, macs = record.get('params'), record.get('macs')  # counted by `cifar-timm export`, with the run's args
+        if (params is None or macs is None) and model in known:  # a record written before export stored them
+            params, macs = model_size(model)
         results = record.get('results', {})
         rows.append(dict(
             name=name_tag,

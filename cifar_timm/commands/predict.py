@@ -15,7 +15,7 @@ from PIL import Image, UnidentifiedImageError
 from ..constants import CIFAR10_CLASSES
 from ..errors import CifarTimmError
 from ..evaluation import create_eval_model
-from .evaluate import add_weight_arguments, resolve_device
+from ._options import add_weight_arguments, resolve_device
 
 HELP = 'top-k CIFAR-10 labels and probabilities for PNG/JPEG images of any size'
 

@@ -63,10 +63,10 @@ def publish(folder: Path, org: str = DEFAULT_ORG, dry_run: bool = False, message
     from huggingface_hub.errors import HfHubHTTPError
 
     folder = Path(folder)
-    check_folder(folder)
+    weights_sha256 = check_folder(folder)
     repo_id = f'{org}/{folder.name}'
     api = HfApi(token=token)
-    plan = plan_upload(api, folder, repo_id)
+    plan = plan_upload(api, folder, repo_id, {WEIGHTS_FILENAME: weights_sha256} if weights_sha256 else None)
     print(describe(plan, constants.ENDPOINT, dry_run))
     if dry_run or not plan.changes:
         return plan
@@ -85,8 +85,12 @@ def publish(folder: Path, org: str = DEFAULT_ORG, dry_run: bool = False, message
     return plan
 
 
-def check_folder(folder: Path) -> None:
-    """A publishable folder: made by `cifar-timm export`, no pickles, weights matching their record."""
+def check_folder(folder: Path) -> Optional[str]:
+    """A publishable folder: made by `cifar-timm export`, no pickles, weights matching their record.
+
+    Returns the weights' sha256 when checking computed it (their record has one), so the upload plan need not hash
+    them again.
+    """
     if not folder.is_dir():
         raise PublishError(f'{folder} is not a folder; publish an exported repo such as hub/resnet20.c10 '
                            f'(make one with `cifar-timm export RUN_DIR`).')
@@ -98,16 +102,24 @@ def check_folder(folder: Path) -> None:
         raise PublishError(f'{folder} holds pickle files ({", ".join(pickles)}); the repos carry safetensors only: '
                            f'delete them.')
     record = load_pretrained_tags().get(folder.name)
-    if record and record.get('sha256') and sha256_file(folder / WEIGHTS_FILENAME) != record['sha256']:
+    if not (record and record.get('sha256')):
+        return None
+    weights_sha256 = sha256_file(folder / WEIGHTS_FILENAME)
+    if weights_sha256 != record['sha256']:
         raise PublishError(f'{folder / WEIGHTS_FILENAME} differs from the {folder.name} weights recorded in '
                            f'pretrained_tags.json, so users\' sha256 check would reject it. Re-run '
                            f'`cifar-timm export RUN_DIR --tag {folder.name.split(".", 1)[-1]}` to make them agree.')
+    return weights_sha256
 
 
-def plan_upload(api, folder: Path, repo_id: str) -> UploadPlan:
-    """Compare the folder with the repo's `main` on the Hub (sha256 for LFS files, git blob sha1 for the rest)."""
+def plan_upload(api, folder: Path, repo_id: str, known_sha256: Optional[dict[str, str]] = None) -> UploadPlan:
+    """Compare the folder with the repo's `main` on the Hub (sha256 for LFS files, git blob sha1 for the rest).
+
+    `known_sha256` maps folder-relative paths to digests already computed, which are not computed again.
+    """
     from huggingface_hub.errors import RepositoryNotFoundError
 
+    known_sha256 = known_sha256 or {}
     local = {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob('*'))
              if p.is_file() and not any(part.startswith('.') for part in p.relative_to(folder).parts)}
     plan = UploadPlan(repo_id=repo_id)
@@ -124,7 +136,7 @@ def plan_upload(api, folder: Path, repo_id: str) -> UploadPlan:
         sibling = remote.get(path)
         if sibling is None:
             plan.add.append(path)
-        elif _same_content(file, sibling):
+        elif _same_content(file, sibling, known_sha256.get(path)):
             plan.unchanged.append(path)
         else:
             plan.update.append(path)
@@ -132,10 +144,10 @@ def plan_upload(api, folder: Path, repo_id: str) -> UploadPlan:
     return plan
 
 
-def _same_content(file: Path, sibling) -> bool:
-    data = file.read_bytes()
-    if sibling.lfs is not None:
-        return hashlib.sha256(data).hexdigest() == sibling.lfs.sha256
+def _same_content(file: Path, sibling, sha256: Optional[str] = None) -> bool:
+    if sibling.lfs is not None:  # large files: hashed block by block, never read whole
+        return (sha256 or sha256_file(file)) == sibling.lfs.sha256
+    data = file.read_bytes()  # a small text file (config, card): git's blob id covers the whole content
     return hashlib.sha1(b'blob %d\0' % len(data) + data).hexdigest() == sibling.blob_id
 
 

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import torch
 
+from ..constants import CIFAR10_NUM_TRAIN
 from ..errors import CifarTimmError
 
 
-def train_val_indices(num_train: int = 50000, val_size: int = 5000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def train_val_indices(
+        num_train: int = CIFAR10_NUM_TRAIN, val_size: int = 5000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Split `range(num_train)` into (train_idx, val_idx), both sorted int64, by a permutation seeded with `seed`.
 
     The same arguments give the same split on every machine (torch's CPU generator). `val_size=0` keeps all images

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from timm.models import build_model_with_cfg, generate_default_cfgs
+from timm.models import build_model_with_cfg, generate_default_cfgs, split_model_name_tag
 
 from ..constants import CIFAR10_CLASSES, CIFAR10_INPUT_SIZE, CIFAR10_MEAN, CIFAR10_NUM_CLASSES, CIFAR10_STD
 from ..hub import load_pretrained_tags, resolve_pretrained_kwargs
@@ -68,7 +68,7 @@ def cifar_default_cfgs(
     published = load_pretrained_tags()
     entries: dict[str, dict[str, Any]] = {}
     for name, cfg in cfgs.items():
-        tags = {k: v for k, v in published.items() if k.split('.', 1)[0] == name}
+        tags = {k: v for k, v in published.items() if split_model_name_tag(k)[0] == name}
         for name_tag, overlay in sorted(tags.items()):
             entries[name_tag] = {**cfg, **_cfg_fields(overlay)}
         if not tags:

@@ -7,7 +7,7 @@ name and renamed into place, so a kill mid-write never leaves a truncated checkp
 """
 from __future__ import annotations
 
-import os
+import io
 import random
 import re
 from pathlib import Path
@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import CifarTimmError
+from ..hub import write_bytes_atomic
 
 _NAME = re.compile(r'^step-(\d+)\.pt$')
 
@@ -46,12 +47,9 @@ def latest_checkpoint(folder: Path) -> Optional[Path]:
 def save_checkpoint(state: dict[str, Any], path: Path, keep: int = 0) -> Path:
     """Write `state` atomically to `path`; then delete all but the newest `keep` checkpoints (0 keeps all)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    torch.save(state, tmp)
-    with open(tmp, 'rb') as f:  # the rename below is durable only once the data is on disk
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
     if keep > 0:
         for old in list_checkpoints(path.parent)[:-keep]:
             old.unlink(missing_ok=True)

@@ -53,10 +53,10 @@ DEFAULTS: dict[str, Any] = {
         'std': None,
     },
     'optimizer': {
-        'name': 'sgd',          # any timm optimizer: sgd (with nesterov: true), adamw, ...; lookahead_<name> wraps it
+        'name': 'sgd',          # any timm optimizer: momentum (classical), sgd/nesterov (Nesterov), adamw, ...;
+                                # lookahead_<name> wraps it
         'lr': 0.1,
         'momentum': 0.9,
-        'nesterov': False,      # only for sgd/momentum
         'weight_decay': 1e-4,
         'filter_bias_and_bn': False,  # timm: no weight decay on 1-d params (biases, norms)
         'no_weight_decay': [],  # extra fnmatch patterns of parameter names kept out of weight decay

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import subprocess
 from pathlib import Path
@@ -51,7 +50,6 @@ def git_sha() -> Optional[str]:
 
 
 def hardware(device: torch.device, num_processes: int) -> str:
-    """What the run trained on, e.g. '1x NVIDIA H100 80GB HBM3' or '2x CPU (x86_64, 2 threads each)'."""
-    if device.type == 'cuda':
-        return f'{num_processes}x {torch.cuda.get_device_name(device)}'
-    return f'{num_processes}x CPU ({platform.machine()}, {torch.get_num_threads()} threads each)'
+    """What the run trained on, e.g. '1x NVIDIA H100 80GB HBM3' or '2x CPU (x86_64, 2 threads)' (threads of each)."""
+    from ..commands.bench import describe_device
+    return f'{num_processes}x {describe_device(device)}'

@@ -88,6 +88,7 @@ class _Run:
     # ---- setup -------------------------------------------------------------------------------------------------
     def run(self) -> Optional[dict[str, Any]]:
         cfg = self.config
+        self.git_sha = git_sha()
         resume_path = self._resume_path()
         self._setup_accelerator()
         self._setup_data()
@@ -300,8 +301,8 @@ class _Run:
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
             with torch.no_grad():
-                sums += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double(),
-                                     torch.tensor(float(len(y)), dtype=torch.float64, device=self.device)])
+                sums[:2] += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double()])
+                sums[2] += len(y)  # a Python number: no host-to-device copy (and no sync) per step
             images += len(y) * self.acc.num_processes
             if not self.acc.sync_gradients:
                 continue
@@ -329,8 +330,7 @@ class _Run:
         self.train_time_s += epoch_time
         if self.scheduler is not None:
             self.scheduler.step(epoch + 1)
-        total_sums = self.acc.reduce(sums, reduction='sum') if self.acc.num_processes > 1 else sums
-        loss_sum, correct, n = total_sums.tolist()
+        loss_sum, correct, n = self.acc.reduce(sums, reduction='sum').tolist()
         row = {'epoch': epoch, 'lr': lr, 'train_loss': loss_sum / max(n, 1), 'train_top1': 100.0 * correct / max(n, 1),
                'epoch_time_s': round(epoch_time, 3),
                'images_per_s': round(images / max(epoch_time, 1e-9), 1)}
@@ -357,8 +357,7 @@ class _Run:
     def _check(self, bad: torch.Tensor, epoch: int, sums: torch.Tensor, elapsed: float) -> None:
         """Stop on a non-finite loss (saving nothing) or on SIGTERM (saving a checkpoint); all ranks agree."""
         flags = torch.stack([bad.float(), torch.tensor(float(self.stop.set), device=self.device)])
-        if self.acc.num_processes > 1:
-            flags = self.acc.reduce(flags, reduction='sum')
+        flags = self.acc.reduce(flags, reduction='sum')
         is_bad, stopping = (flags > 0).tolist()
         if is_bad:
             last = ckpt.latest_checkpoint(self.output / 'checkpoints')
@@ -382,7 +381,7 @@ class _Run:
     def _save_checkpoint(self, epoch: int) -> Optional[Path]:
         """Save at an optimizer-step boundary; `epoch` is the epoch to run next (the loader knows where in it)."""
         from accelerate.utils import gather_object
-        rngs = gather_object([ckpt.rng_state()]) if self.acc.num_processes > 1 else [ckpt.rng_state()]
+        rngs = gather_object([ckpt.rng_state()])
         path = None
         if self.acc.is_main_process:
             state = {
@@ -410,15 +409,10 @@ class _Run:
         return self.raw_model
 
     def _evaluate(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+        """Metrics of the weights to export (evaluate() switches to eval mode and back)."""
         from ..evaluation import evaluate
-        model = self._eval_model()
-        was_training = model.training
-        model.eval()
-        try:
-            return evaluate(model, images, labels, device=self.device, amp_dtype=self.amp_dtype,
-                            mean=self.mean, std=self.std)
-        finally:
-            model.train(was_training)
+        return evaluate(self._eval_model(), images, labels, device=self.device, amp_dtype=self.amp_dtype,
+                        mean=self.mean, std=self.std)
 
     def _validate(self) -> dict[str, Any]:
         """Validation loss/top-1 on the held-out split (main process; others wait)."""
@@ -468,8 +462,6 @@ class _Run:
         return results
 
     def resolved_config(self) -> dict[str, Any]:
-        if not hasattr(self, 'git_sha'):
-            self.git_sha = git_sha()
         return {**self.config, 'git_sha': self.git_sha, 'num_processes': self.acc.num_processes,
                 'device': str(self.device)}
 

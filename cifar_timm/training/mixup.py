@@ -34,7 +34,14 @@ class LabelPreservingMixup:
 
     def __call__(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         n = x.shape[0]
-        lam = torch.from_numpy(self.sample_lambda(n, rng)).to(device=x.device, dtype=x.dtype)
-        lam = lam.view(n, *([1] * (x.dim() - 1)))
-        partner = torch.from_numpy(rng.permutation(n)).to(x.device)
+        lam = self.sample_lambda(n, rng)
+        partner = rng.permutation(n)
+        # One host-to-device copy per step: lambdas and partner indices in one float64 buffer (indices < 2**53 are
+        # exact), pinned on CUDA so the copy does not block the host.
+        draws = torch.from_numpy(np.concatenate([lam, partner.astype(np.float64)]))
+        if x.device.type == 'cuda':
+            draws = draws.pin_memory()
+        draws = draws.to(x.device, non_blocking=True)
+        lam = draws[:n].to(x.dtype).view(n, *([1] * (x.dim() - 1)))
+        partner = draws[n:].long()
         return lam * x + (1.0 - lam) * x[partner]

@@ -6,9 +6,12 @@ checkpoint covers and drops later ones (a killed run may have logged an epoch it
 from __future__ import annotations
 
 import csv
-import os
+import io
+import statistics
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
+
+from ..hub import write_bytes_atomic, write_text_atomic
 
 METRIC_COLUMNS = ('epoch', 'lr', 'train_loss', 'train_top1', 'val_loss', 'val_top1', 'epoch_time_s', 'images_per_s')
 
@@ -40,18 +43,12 @@ class RunLog:
             self.writer.flush()
         self.plot()
 
-    def log_scalars(self, values: dict[str, float], step: int) -> None:
-        if self.writer is not None:
-            for key, value in values.items():
-                self.writer.add_scalar(key, value, step)
-
     def _write_csv(self) -> None:
-        tmp = self.csv_path.with_name('.metrics.csv.tmp')
-        with open(tmp, 'w', newline='') as f:
-            writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
-            writer.writeheader()
-            writer.writerows(self.rows)
-        os.replace(tmp, self.csv_path)
+        text = io.StringIO(newline='')
+        writer = csv.DictWriter(text, fieldnames=METRIC_COLUMNS)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        write_text_atomic(self.csv_path, text.getvalue())
 
     def plot(self) -> Optional[Path]:
         """Loss and top-1 against epoch, train and validation; None when matplotlib is missing."""
@@ -74,10 +71,10 @@ class RunLog:
             ax.legend()
         fig.tight_layout()
         path = self.output / 'curves.png'
-        tmp = path.with_name('.curves.tmp.png')
-        fig.savefig(tmp, dpi=100)
+        image = io.BytesIO()
+        fig.savefig(image, format='png', dpi=100)
         plt.close(fig)
-        os.replace(tmp, path)
+        write_bytes_atomic(path, image.getvalue())
         return path
 
     def close(self) -> None:
@@ -98,3 +95,15 @@ def as_float(value: Any) -> Optional[float]:
     if value in (None, ''):
         return None
     return float(value)
+
+
+def steady_epoch_times(times: Sequence[float]) -> list[float]:
+    """The epoch times after the first, which pays the warm-up (cuDNN autotuning, torch.compile, the first
+    DataLoader start); all of them when there is only one."""
+    return list(times[1:] or times)
+
+
+def median_epoch_time(times: Sequence[float]) -> Optional[float]:
+    """Median of `steady_epoch_times(times)`; None without epochs."""
+    steady = steady_epoch_times(times)
+    return statistics.median(steady) if steady else None

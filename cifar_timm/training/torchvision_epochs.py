@@ -64,5 +64,6 @@ class TorchvisionEpochLoader:
             if self.step >= len(self):
                 break
             self.step += 1
-            yield x.to(self.device, memory_format=memory_format, non_blocking=True), y.to(self.device)
+            yield (x.to(self.device, memory_format=memory_format, non_blocking=True),
+                   y.to(self.device, non_blocking=True))
         self.epoch, self.step = self.epoch + 1, 0
