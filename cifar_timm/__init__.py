@@ -2,8 +2,14 @@
 
 Importing this package registers every architecture with timm, so `timm.create_model('resnet20')` works.
 """
-from . import models  # noqa: F401  (registers the architectures)
-from .constants import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
+import timm as _timm
+
+from ._timm_version import check_timm_version as _check_timm_version
+
+_check_timm_version(_timm.__version__)
+
+from . import models  # noqa: E402,F401  (registers the architectures)
+from .constants import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD  # noqa: E402
 
 __version__ = '0.1.0'
 __all__ = ['CIFAR10_CLASSES', 'CIFAR10_MEAN', 'CIFAR10_STD', 'list_models']

@@ -67,6 +67,18 @@ def test_missing_dataset_names_the_path_and_how_to_get_it(tmp_path):
         load_cifar10(tmp_path / 'nowhere', 'train')
 
 
+@pytest.mark.parametrize('content, says', [
+    (b'\x80\x04\x95', 'incomplete or damaged'),  # a truncated pickle
+    (b'cnumpy._not_in_this_numpy\nthing\n.', 'newer numpy'),  # refers to a module this numpy lacks
+])
+def test_unreadable_batch_says_why_and_what_to_do(tmp_path, content, says):
+    folder = tmp_path / 'cifar-10-batches-py'
+    folder.mkdir()
+    (folder / 'test_batch').write_bytes(content)
+    with pytest.raises(CifarDataError, match=f'test_batch.*{says}'):
+        load_cifar10(tmp_path, 'test', verify_md5=False)
+
+
 def test_download_offline_fails_fast_with_the_url(tmp_path, monkeypatch):
     # Port 9 on the loopback refuses connections: the same path a machine without internet takes, without waiting.
     url = 'http://127.0.0.1:9/cifar-10-python.tar.gz'

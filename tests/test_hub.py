@@ -218,6 +218,16 @@ def test_export_model_card(published):
         assert text in body, text
 
 
+def test_export_records_the_normalisation_a_run_used(tmp_path):
+    from cifar_timm.training.export import write_export
+    model = timm.create_model('resnet20')
+    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    export = write_export(tmp_path, model, {}, {'model': 'resnet20'}, data_config={'mean': mean, 'std': std})
+    config = json.loads((export / 'config.json').read_text())
+    assert config['pretrained_cfg']['mean'] == list(mean) and config['pretrained_cfg']['std'] == list(std)
+    assert model.pretrained_cfg['mean'] == cifar_timm.CIFAR10_MEAN  # the model itself is left as it was
+
+
 def test_export_rejects_incomplete_run_and_keeps_other_records(tmp_path):
     (tmp_path / 'not_a_run').mkdir()
     with pytest.raises(CifarTimmError, match='missing .*model.safetensors'):
@@ -347,7 +357,7 @@ def hub_client(hub_server, published, monkeypatch, tmp_path):
     """huggingface_hub in this process pointed at the loopback server, with a throwaway token."""
     from huggingface_hub import constants
     monkeypatch.setattr(constants, 'ENDPOINT', hub_server.url)
-    monkeypatch.setattr(constants, 'HF_HUB_DISABLE_XET', True)  # the loopback server speaks the LFS protocol
+    monkeypatch.setattr(constants, 'HF_HUB_DISABLE_XET', True, raising=False)  # the loopback server speaks LFS
     monkeypatch.setenv('HF_TOKEN', 'hf_loopback_test_token')
     monkeypatch.setenv('CIFAR_TIMM_PRETRAINED_TAGS', str(published['tags_file']))
     return hub_server

@@ -132,6 +132,10 @@ def test_global_pool_kwarg_and_reset_classifier(name):
     assert model.num_classes == 5 and model.get_classifier().out_features == 5
     with torch.no_grad():
         assert model(x).shape == (BATCH, 5)
+    model.to(torch.float64).reset_classifier(7)  # the new layer takes the model's dtype (and device)
+    assert model.get_classifier().weight.dtype == torch.float64
+    with torch.no_grad():
+        assert model(x.double()).shape == (BATCH, 7)
 
 
 @pytest.mark.parametrize('name', FAST_NAMES)

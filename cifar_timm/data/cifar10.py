@@ -106,6 +106,10 @@ def _read_batch(path: Path) -> dict:
         data = np.asarray(batch['data'], dtype=np.uint8)
         if data.ndim != 2 or data.shape[1] != 3072 or len(batch['labels']) != len(data):
             raise ValueError(f'unexpected data shape {data.shape}')
+    except ImportError as e:  # pickled by a newer numpy (e.g. numpy 2 arrays read by numpy < 1.26)
+        raise CifarDataError(
+            f'cannot read CIFAR-10 batch {path} ({e}): it was written by a newer numpy than this one '
+            f'({np.__version__}); upgrade numpy (pip install -U numpy) or rebuild the files with this one') from e
     except (OSError, pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as e:
         raise CifarDataError(
             f'cannot read CIFAR-10 batch {path} ({e}): the folder is incomplete or damaged; '

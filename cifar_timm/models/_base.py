@@ -13,7 +13,7 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
-from timm.layers import ClassifierHead, get_device_dtype
+from timm.layers import ClassifierHead
 from timm.models import checkpoint_seq
 
 __all__ = ['CifarClassifier']
@@ -34,7 +34,7 @@ class CifarClassifier(nn.Module):
     def init_head(self, in_chs: int, global_pool: str) -> None:
         """The classifier head (pool, dropout `drop_rate`, fc to `num_classes`) on `in_chs` channels."""
         self.head = ClassifierHead(in_chs, self.num_classes, pool_type=global_pool, drop_rate=self.drop_rate)
-        self.head_hidden_size = self.head.num_features
+        self.head_hidden_size = _pooled_width(self.head)
 
     def zero_init_residual_branches(self) -> None:
         """Start every residual branch at zero: each block with a `zero_init_last` hook zeroes its last layer."""
@@ -52,8 +52,12 @@ class CifarClassifier(nn.Module):
 
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
         self.num_classes = num_classes
-        self.head.reset(num_classes, global_pool, **get_device_dtype(self))
-        self.head_hidden_size = self.head.num_features
+        # Older timm's ClassifierHead.reset takes no device/dtype: build the new layer, then move it beside the rest.
+        reference = next(self.parameters(), None)
+        self.head.reset(num_classes, global_pool)
+        if reference is not None:
+            self.head.to(device=reference.device, dtype=reference.dtype)
+        self.head_hidden_size = _pooled_width(self.head)
 
     def forward_stages(self, x: torch.Tensor, flatten: bool = False) -> torch.Tensor:
         """Run `stages`, gradient-checkpointed per stage (per block with `flatten`) when enabled."""
@@ -71,3 +75,8 @@ class CifarClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+def _pooled_width(head: ClassifierHead) -> int:
+    """Width after global pooling (2x the channels for cat-pooling); newer timm stores it as head.num_features."""
+    return head.in_features * head.global_pool.feat_mult()

@@ -73,7 +73,8 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict[str, Any], epoch
             optimizer,
             sched=cfg['name'],
             num_epochs=num_epochs,
-            decay_epochs=cfg['decay_epochs'],
+            # None = timm's default; older timm multiplies it by updates_per_epoch, so leave it out then
+            **({} if cfg['decay_epochs'] is None else {'decay_epochs': cfg['decay_epochs']}),
             # Our milestones mean what torch's MultiStepLR (and the sources) mean: the first epoch at the decayed LR.
             # timm applies milestone m at t == m - 1 (its documented historical convention), hence the + 1.
             decay_milestones=[m + 1 for m in cfg['milestones']],

@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from timm.models import save_for_hf
+try:
+    from timm.models import save_for_hf
+except ImportError:  # timm before 1.0.16 has it only in its hub module
+    from timm.models._hub import save_for_hf
 
 from ..hub import replace_dir_atomic
 
@@ -30,7 +33,13 @@ def write_export(output: Path, model: torch.nn.Module, model_args: dict[str, Any
     tmp = final.with_name(f'.{EXPORT_DIR}.tmp{os.getpid()}')
     shutil.rmtree(tmp, ignore_errors=True)
     model = model.to(memory_format=torch.contiguous_format)  # safetensors refuses channels_last weights
-    save_for_hf(model, tmp, model_args=model_args or None, safe_serialization=True, data_config=data_config)
+    # save_for_hf writes config.json from model.pretrained_cfg (its data_config argument is new in timm 1.0.31)
+    source_cfg = model.pretrained_cfg
+    model.pretrained_cfg = {**source_cfg, **(data_config or {})}
+    try:
+        save_for_hf(model, tmp, model_args=model_args or None, safe_serialization=True)
+    finally:
+        model.pretrained_cfg = source_cfg
     (tmp / RESULTS_FILE).write_text(json.dumps(results, indent=2) + '\n')
     replace_dir_atomic(tmp, final)
     return final
