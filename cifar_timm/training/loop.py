@@ -400,6 +400,7 @@ class _Run:
             }
             path = ckpt.save_checkpoint(state, ckpt.checkpoint_path(self.output / 'checkpoints', self.num_updates),
                                         keep=self.config['checkpoint']['keep'])
+            self.log.plot()
         self.acc.wait_for_everyone()
         return path
 
