@@ -315,7 +315,7 @@ def resolve_pretrained_kwargs(variant: str, kwargs: dict[str, Any]) -> dict[str,
 def download_weights(hf_hub_id: str, name_tag: str, cache_dir: Any = None) -> Path:
     """`model.safetensors` of a Hub repo through timm's download helper (huggingface_hub's cache)."""
     from huggingface_hub import constants
-    from huggingface_hub.utils import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError  # utils: also before 0.25
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
     from timm.models._hub import download_from_hf
 
     places = [str(p) for p in local_weight_candidates(name_tag)]

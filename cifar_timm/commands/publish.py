@@ -60,7 +60,7 @@ def publish(folder: Path, org: str = DEFAULT_ORG, dry_run: bool = False, message
             token: Optional[str] = None) -> UploadPlan:
     """Check the folder, compare it with the Hub and (unless `dry_run`) upload what changed."""
     from huggingface_hub import HfApi, constants
-    from huggingface_hub.utils import HfHubHTTPError
+    from huggingface_hub.errors import HfHubHTTPError
 
     folder = Path(folder)
     weights_sha256 = check_folder(folder)
@@ -117,7 +117,7 @@ def plan_upload(api, folder: Path, repo_id: str, known_sha256: Optional[dict[str
 
     `known_sha256` maps folder-relative paths to digests already computed, which are not computed again.
     """
-    from huggingface_hub.utils import RepositoryNotFoundError
+    from huggingface_hub.errors import RepositoryNotFoundError
 
     known_sha256 = known_sha256 or {}
     local = {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob('*'))

@@ -15,10 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-try:
-    from timm.models import save_for_hf
-except ImportError:  # timm before 1.0.16 has it only in its hub module
-    from timm.models._hub import save_for_hf
+from timm.models import save_for_hf
 
 from ..hub import replace_dir_atomic
 
