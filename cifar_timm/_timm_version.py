@@ -11,5 +11,6 @@ MIN_TIMM = (1, 0, 27)  # the same floor as pyproject.toml (tests/test_versions.p
 def check_timm_version(version: str) -> None:
     found = tuple(int(part) for part in re.findall(r'\d+', version)[:3])
     if found < MIN_TIMM:
-        raise ImportError(f'cifar-timm needs timm >= {".".join(map(str, MIN_TIMM))}, but timm {version} is '
-                          f'installed: upgrade it with `pip install -U "timm>={".".join(map(str, MIN_TIMM))}"`')
+        floor = '.'.join(map(str, MIN_TIMM))
+        raise ImportError(f'cifar-timm needs timm >= {floor}, but timm {version} is installed: '
+                          f'upgrade it with `pip install -U "timm>={floor}"`')

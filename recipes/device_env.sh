@@ -41,14 +41,10 @@ fi
 
 # The import registers every model: an incompatible timm or torch fails here, not inside a training run.
 python3 - <<'EOF' || { echo "device_env: cifar_timm does not import with these versions" >&2; return 1 2>/dev/null || exit 1; }
-import platform, subprocess, accelerate, timm, torch, cifar_timm
-gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'
-try:
-    driver = subprocess.run(['nvidia-smi', '--query-gpu=driver_version', '--format=csv,noheader'],
-                            capture_output=True, text=True, timeout=30).stdout.strip() or 'unknown'
-except (OSError, subprocess.TimeoutExpired):
-    driver = 'unknown'
-print(f'device_env: {gpu}, driver {driver}, Python {platform.python_version()}, torch {torch.__version__} '
-      f'(CUDA {torch.version.cuda}), timm {timm.__version__} from {timm.__file__.rsplit("/", 2)[0]}, '
-      f'accelerate {accelerate.__version__}, cifar_timm {len(cifar_timm.list_models())} models')
+import platform, accelerate, timm, cifar_timm
+from cifar_timm.commands._options import resolve_device
+from cifar_timm.commands.bench import format_machine, machine_info
+print(f'device_env: {format_machine(machine_info(resolve_device(None)))}, Python {platform.python_version()}, '
+      f'timm {timm.__version__} from {timm.__file__.rsplit("/", 2)[0]}, accelerate {accelerate.__version__}, '
+      f'cifar_timm {len(cifar_timm.list_models())} models')
 EOF
