@@ -173,7 +173,8 @@ original data.{used}
 - **Epochs:** {r.get('epochs', '–')}
 - **Training time:** {_duration(r.get('train_time_s'))}
 - **Hardware:** {r.get('hardware', 'not recorded')}
-- **Mixed precision:** {r.get('mixed_precision', 'not recorded')}
+- **Precision and memory format:** {r.get('mixed_precision', 'not recorded')}{_memory_format(r)} (a property of the
+  machine, not of the recipe: `auto` picks bf16 autocast and channels_last where they run natively)
 - **Code:** cifar-timm at git `{r.get('git_sha') or 'unknown'}`
 {curves}
 The full recipe (`config.yaml` of the run; train with `python recipes/train.py --config FILE`):
@@ -182,3 +183,9 @@ The full recipe (`config.yaml` of the run; train with `python recipes/train.py -
 {f.config_yaml.rstrip()}
 ```
 '''
+
+
+def _memory_format(results: dict) -> str:
+    if 'channels_last' not in results:
+        return ''
+    return ', channels_last' if results['channels_last'] else ', NCHW'

@@ -95,3 +95,21 @@ def test_airbench_benchmark_runs(bench, cifar_root, tmp_path):
     assert bench('bench_airbench').main(['--data-dir', str(cifar_root), '--no-verify-md5', '--work-dir',
                                          str(tmp_path), '--runs', '1', '--out', str(tmp_path / 'ab')]) == 0
     assert json.loads((tmp_path / 'ab.json').read_text())['summary']['runs'] == 1
+
+
+def test_cpu_train_benchmark_runs_its_three_parts(bench, cifar_root, tmp_path):
+    script = bench('bench_cpu_train')
+    out = tmp_path / 'cpu.json'
+    assert script.main(['--data-dir', str(cifar_root), '--no-verify-md5', '--models', 'resnet20', '--steps', '1',
+                        '--repeats', '1', '--epoch-images', '256', '--json', str(out)]) == 0
+    report = json.loads(out.read_text())
+    (row,) = report['models']
+    assert row['model'] == 'resnet20' and row['bf16+CL'] > 0 and row['fp32 NCHW'] > 0
+    assert 'mixed_precision=no' in row['fp32 NCHW command']
+    assert {r['model'] for r in report['ratios']} == {'mxresnet20', 'se_mxresnext29_16x2d'}
+    assert report['epoch']['ratio'] > 0 and len(report['epoch']) == 3
+
+
+def test_cpu_train_benchmark_refuses_an_unknown_model(bench, cifar_root, capsys):
+    assert bench('bench_cpu_train').main(['--data-dir', str(cifar_root), '--models', 'nonet*']) == 2
+    assert 'matches no model' in capsys.readouterr().err

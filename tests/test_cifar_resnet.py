@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from timm.layers import SEModule, create_conv2d
 
 import cifar_timm  # noqa: F401  (registers the models)
+from cifar_timm.layers import FastMish
 from cifar_timm.models.cifar_resnet import KerasSameAvgPool2d, KerasSameConv2d, ZeroPadShortcut
 
 
@@ -105,7 +106,7 @@ def test_keras_family_uses_mish_se_without_bias_and_concat_pooling():
     trunk_bns = [m for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d) and 'downsample' not in n]
     assert trunk_bns and all(m.eps == 2e-5 for m in trunk_bns)
     block = model.stages[2][1]
-    assert isinstance(block.act1, nn.Mish) and isinstance(model.act, nn.Mish)
+    assert isinstance(block.act1, FastMish) and isinstance(model.act, FastMish)  # nn.Mish's function, fused
     ses = [m for m in model.modules() if isinstance(m, SEModule)]
     assert len(ses) == 15
     assert [s.fc1.out_channels for s in ses[::5]] == [1, 2, 4]

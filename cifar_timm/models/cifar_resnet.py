@@ -20,15 +20,20 @@ from functools import partial
 from typing import Any, Dict, Optional, Sequence, Tuple, Type, Union
 
 import torch
+import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import LayerType, SEModule, create_attn, get_act_layer
 from timm.models import register_model
 
+from ..layers import FastMish, GroupedConv2d, grouped_conv2d
 from ._base import CifarClassifier
 from ._common import SourceResult, cifar_cfg, cifar_default_cfgs, create_cifar_model
 
 __all__ = ['CifarResNet', 'BasicBlock', 'PreActBasicBlock', 'PreActBottleneck']
+
+# fx keeps these calls as leaves (fx.wrap patches the globals of the module that calls it, so this one too)
+torch.fx.wrap('grouped_conv2d')
 
 # Keras layer defaults of the seed-1 (iamVarunAnand) models: block BNs set eps 2e-5; the shortcut BN keeps
 # Keras's own defaults, eps 1e-3 and momentum 0.99 (PyTorch momentum 0.01).
@@ -98,13 +103,17 @@ class KerasSameConv2d(nn.Conv2d):
         pad_h = keras_same_padding(x.shape[-2], self.kernel_size[0], self.stride[0])
         pad_w = keras_same_padding(x.shape[-1], self.kernel_size[1], self.stride[1])
         x = F.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
-        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        if torch.jit.is_scripting():
+            return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        else:
+            return grouped_conv2d(x, self.weight, self.bias, self.stride, (0, 0), self.groups)
 
 
 def keras_conv2d(in_chs: int, out_chs: int, kernel_size: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
     """A bias-free conv with Keras 'same' padding: static (symmetric) at stride 1, from the input size otherwise."""
     if stride == 1:
-        return nn.Conv2d(in_chs, out_chs, kernel_size, padding=kernel_size // 2, groups=groups, bias=False)
+        conv = GroupedConv2d if groups > 1 else nn.Conv2d
+        return conv(in_chs, out_chs, kernel_size, padding=kernel_size // 2, groups=groups, bias=False)
     return KerasSameConv2d(in_chs, out_chs, kernel_size, stride=stride, groups=groups)
 
 
@@ -492,7 +501,7 @@ def _tricks_args(block: BlockType, n: int, mish: bool = False, se: bool = False,
         block=block, layers=(n,) * 3,
         widths=(64, 128, 256) if bottleneck else (16, 32, 64), stem_width=64 if bottleneck else 16,
         stem_layers=('conv',), shortcut='avg_conv', stage1_proj=bottleneck, shortcut_norm_layer=KERAS_DEFAULT_BN,
-        act_layer='mish' if mish else nn.ReLU, norm_layer=KERAS_BN, attn_layer=KERAS_SE if se else None,
+        act_layer=FastMish if mish else nn.ReLU, norm_layer=KERAS_BN, attn_layer=KERAS_SE if se else None,
         global_pool='fastcatavgmax', weight_init='keras_he_normal',
     )
     return dict(model_args, **kwargs)

@@ -30,9 +30,10 @@ DEFAULTS: dict[str, Any] = {
     'grad_accum_steps': 1,
     'output': None,             # run folder; default runs/<config name>
     'resume': None,             # null | auto (latest checkpoint in output) | path to a checkpoint file
-    'mixed_precision': 'no',    # no | bf16 | fp16 (fp16 uses loss scaling)
+    'mixed_precision': 'auto',  # auto (bf16 where the CPU/GPU has it natively, else no) | no | bf16 | fp16 (loss scaling)
     'compile': False,           # torch.compile the model
-    'channels_last': False,
+    'channels_last': 'auto',    # auto (true on CPU and CUDA) | true | false
+    'cpu_threads': 'auto',      # CPU only: auto (all cores, fewer while other processes keep cores busy) | N
     'sync_bn': False,           # SyncBatchNorm across processes; GPU only (ignored with a warning on CPU)
     'data': {
         'dir': 'data',          # root holding cifar-10-batches-py/
@@ -211,7 +212,8 @@ def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
 
 
 _CHOICES = {
-    'mixed_precision': ('no', 'bf16', 'fp16'),
+    'mixed_precision': ('auto', 'no', 'bf16', 'fp16'),
+    'channels_last': ('auto', True, False),
     'data.loader': ('gpu', 'torchvision'),
     'data.pad_mode': ('constant', 'reflect'),
     'mixup.name': ('none', 'timm', 'label_preserving'),
@@ -234,6 +236,9 @@ def validate(config: dict[str, Any]) -> None:
         value = get_dotted(config, key)
         if value not in choices:
             raise ConfigError(f'`{key}` is {value!r}; use one of {", ".join(map(str, choices))}')
+    threads = config['cpu_threads']
+    if threads != 'auto' and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f'`cpu_threads` is {threads!r}; use auto or a positive number of threads')
     for key in ('epochs', 'batch_size', 'grad_accum_steps', 'checkpoint.every'):
         value = get_dotted(config, key)
         if not isinstance(value, int) or value < 1:

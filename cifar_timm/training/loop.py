@@ -28,6 +28,7 @@ from ..errors import CifarTimmError
 from . import checkpoint as ckpt
 from .components import build_ema, build_loss, build_mixup, build_optimizer, build_scheduler
 from .config import ConfigError, dump_config
+from .cpu import ThreadGovernor, keep_freed_memory, resolve_channels_last, resolve_mixed_precision
 from .export import git_sha, hardware, write_export
 from .mixup import LabelPreservingMixup
 from .run_log import RunLog, as_float
@@ -123,19 +124,31 @@ class _Run:
         else:
             torch.backends.cudnn.benchmark = True
         # Without cpu=True on a CPU-only machine, `accelerate launch --multi_gpu` processes would each train alone.
+        on_cpu = not torch.cuda.is_available()
+        device = torch.device('cpu') if on_cpu else torch.device('cuda')
+        # 'auto' settings become the machine's best (cpu.py); the resolved values are what the run records
+        self.mixed_precision = resolve_mixed_precision(cfg['mixed_precision'], device)
+        self.channels_last = resolve_channels_last(cfg['channels_last'], device)
+        self.threads = None
+        if on_cpu:
+            keep_freed_memory()
+            if cfg['cpu_threads'] == 'auto':
+                self.threads = ThreadGovernor()
+            else:
+                torch.set_num_threads(cfg['cpu_threads'])
         try:
             self.acc = Accelerator(
-                cpu=not torch.cuda.is_available(),
-                mixed_precision=cfg['mixed_precision'],
+                cpu=on_cpu,
+                mixed_precision=self.mixed_precision,
                 gradient_accumulation_steps=cfg['grad_accum_steps'],
                 step_scheduler_with_optimizer=False,
             )
         except ValueError as e:
-            raise ConfigError(f'cannot set up Accelerate with mixed_precision={cfg["mixed_precision"]} ({e}); '
+            raise ConfigError(f'cannot set up Accelerate with mixed_precision={self.mixed_precision} ({e}); '
                               f'on CPU use mixed_precision=bf16 or no') from e
         set_seed(cfg['seed'])
         self.device = self.acc.device
-        self.amp_dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(cfg['mixed_precision'])
+        self.amp_dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(self.mixed_precision)
 
     def _resume_path(self) -> Optional[Path]:
         resume = self.config['resume']
@@ -174,11 +187,11 @@ class _Run:
             return TorchvisionEpochLoader(
                 self.train_images, self.train_labels, self.micro_batch, device=self.device,
                 num_replicas=self.acc.num_processes, rank=self.acc.process_index,
-                channels_last=self.config['channels_last'], num_workers=d['num_workers'], **common)
+                channels_last=self.channels_last, num_workers=d['num_workers'], **common)
         from ..data import GpuCifarLoader
         return GpuCifarLoader(
             self.train_images, self.train_labels, self.micro_batch, train=True, device=self.device,
-            channels_last=self.config['channels_last'], cutout=d['cutout'],
+            channels_last=self.channels_last, cutout=d['cutout'],
             num_replicas=self.acc.num_processes, rank=self.acc.process_index, **common)
 
     def _setup_model(self) -> None:
@@ -194,7 +207,7 @@ class _Run:
                 model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
             else:
                 warnings.warn('sync_bn=true ignored: SyncBatchNorm needs several GPU processes')
-        if cfg['channels_last']:
+        if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model.to(self.device)
         self.loader = self._build_loader(self.mean, self.std)
@@ -322,6 +335,8 @@ class _Run:
             hit_max = max_steps is not None and self.num_updates >= max_steps
             if at_end or hit_max or self.num_updates % cfg['log']['check_every'] == 0:
                 self._check(bad, epoch, sums, time.perf_counter() - start_time)
+                if self.threads is not None:
+                    self.threads.update()
             if hit_max and not at_end:
                 return None
             if at_end:
@@ -449,7 +464,8 @@ class _Run:
             'epochs': cfg['epochs'],
             'train_time_s': round(self.train_time_s, 1),
             'hardware': hardware(self.device, self.acc.num_processes),
-            'mixed_precision': cfg['mixed_precision'],
+            'mixed_precision': self.mixed_precision,
+            'channels_last': self.channels_last,
             'git_sha': self.git_sha,
             'config': self.resolved_config(),
         }
@@ -463,8 +479,10 @@ class _Run:
         return results
 
     def resolved_config(self) -> dict[str, Any]:
-        return {**self.config, 'git_sha': self.git_sha, 'num_processes': self.acc.num_processes,
-                'device': str(self.device)}
+        threads = self.threads.max_threads if self.threads is not None else self.config['cpu_threads']
+        return {**self.config, 'mixed_precision': self.mixed_precision, 'channels_last': self.channels_last,
+                'cpu_threads': threads if self.device.type == 'cpu' else self.config['cpu_threads'],
+                'git_sha': self.git_sha, 'num_processes': self.acc.num_processes, 'device': str(self.device)}
 
 
 def _summary(row: dict[str, Any], epochs: int) -> str:

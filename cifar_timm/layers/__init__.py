@@ -1,0 +1,7 @@
+"""Layers the model families share, written for speed on the machines the zoo trains on."""
+from .compiled import CompiledFunction, compiled_layers_enabled
+from .grouped_conv import GroupedConv2d, block_diagonal_weight, grouped_conv2d
+from .mish import FastMish, fast_mish
+
+__all__ = ['CompiledFunction', 'compiled_layers_enabled', 'GroupedConv2d', 'block_diagonal_weight',
+           'grouped_conv2d', 'FastMish', 'fast_mish']

@@ -1,0 +1,116 @@
+"""The fast layers compute the same functions as the plain ones: fast Mish against F.mish (and it falls back to
+F.mish where it cannot be compiled), the block-diagonal grouped conv against nn.Conv2d's grouped one."""
+import warnings
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from cifar_timm.layers import (CompiledFunction, FastMish, GroupedConv2d, block_diagonal_weight, fast_mish,
+                               grouped_conv2d)
+from cifar_timm.layers import grouped_conv
+
+
+def _value_and_grad(fn, x):
+    x = x.detach().clone().requires_grad_()
+    y = fn(x)
+    y.backward(torch.ones_like(y))
+    return y.detach(), x.grad
+
+
+def test_fast_mish_equals_f_mish_in_fp32_over_a_wide_range():
+    x = torch.linspace(-100, 100, 400_001)
+    y, g = _value_and_grad(fast_mish, x)
+    y_ref, g_ref = _value_and_grad(F.mish, x)
+    assert (y - y_ref).abs().max().item() <= 1e-6
+    assert (g - g_ref).abs().max().item() <= 1e-6
+
+
+def test_fast_mish_is_stable_at_large_magnitudes():
+    x = torch.tensor([-1e30, -1e4, -88.0, 20.0, 20.5, 88.0, 1e4, 1e30, float('inf')])
+    y, g = _value_and_grad(fast_mish, x)
+    y_ref, _ = _value_and_grad(F.mish, x)
+    torch.testing.assert_close(y, y_ref)
+    assert torch.isfinite(g).all()  # ATen's backward gives NaN at +inf; the slope there is 1
+    torch.testing.assert_close(g, torch.tensor([0., 0., 0., 1., 1., 1., 1., 1., 1.]), atol=1e-6, rtol=0)
+
+
+def test_fast_mish_in_bf16_rounds_like_f_mish_and_keeps_the_layout():
+    x = (torch.randn(4, 8, 6, 6) * 4).bfloat16().contiguous(memory_format=torch.channels_last)
+    y, g = _value_and_grad(fast_mish, x)
+    y_ref, g_ref = _value_and_grad(F.mish, x)
+    assert y.dtype == g.dtype == torch.bfloat16
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(y.float(), y_ref.float(), rtol=1 / 128, atol=1e-2)
+    torch.testing.assert_close(g.float(), g_ref.float(), rtol=1 / 128, atol=1e-2)
+
+
+def test_fast_mish_module_is_a_drop_in_for_nn_mish():
+    x = torch.randn(2, 3, 5, 5)
+    assert list(FastMish(inplace=True).state_dict()) == []
+    torch.testing.assert_close(FastMish()(x), nn.Mish()(x))
+
+
+def test_compiled_layers_switched_off_give_the_eager_functions_exactly(monkeypatch):
+    monkeypatch.setenv('CIFAR_TIMM_COMPILED_LAYERS', '0')
+    x = torch.linspace(-30, 30, 10_001)
+    y, g = _value_and_grad(fast_mish, x)
+    y_ref, g_ref = _value_and_grad(F.mish, x)
+    assert torch.equal(y, y_ref) and torch.equal(g, g_ref)
+
+
+def test_a_failed_compile_warns_once_and_falls_back_to_eager(monkeypatch):
+    def broken_compile(fn, **kwargs):
+        def run(*args):
+            raise RuntimeError('no C++ compiler here')
+        return run
+    monkeypatch.setattr(torch, 'compile', broken_compile)
+    layer = CompiledFunction(lambda x: x * 2)
+    with pytest.warns(RuntimeWarning, match='could not be compiled.*no C\\+\\+ compiler'):
+        assert torch.equal(layer(torch.ones(3)), torch.full((3,), 2.))
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        assert torch.equal(layer(torch.ones(3)), torch.full((3,), 2.))  # no second warning, no second try
+    assert not layer.usable
+
+
+@pytest.mark.parametrize('channels,groups,stride', [(32, 16, 1), (64, 16, 2), (128, 16, 1), (24, 4, 1)])
+def test_block_diagonal_conv_equals_the_grouped_conv_with_its_gradients(channels, groups, stride):
+    torch.manual_seed(0)
+    x = torch.randn(2, channels, 8, 8, dtype=torch.float64)
+    w = torch.randn(channels, channels // groups, 3, 3, dtype=torch.float64)
+
+    def run(dense):
+        xi, wi = x.clone().requires_grad_(), w.clone().requires_grad_()
+        weight = block_diagonal_weight(wi, groups) if dense else wi
+        y = F.conv2d(xi, weight, None, stride, 1, 1, 1 if dense else groups)
+        y.backward(torch.cos(y.detach()))
+        return y.detach(), xi.grad, wi.grad
+
+    for got, ref in zip(run(True), run(False)):
+        torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_grouped_conv2d_takes_the_dense_path_only_for_small_groups_in_cpu_bf16():
+    x = torch.randn(1, 32, 4, 4)
+    small, wide = torch.randn(32, 2, 3, 3), torch.randn(32, 16, 3, 3)
+    assert not grouped_conv.dense_is_faster(x, small, 16)  # fp32: oneDNN's grouped kernel wins
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        assert grouped_conv.dense_is_faster(x, small, 16)
+        assert not grouped_conv.dense_is_faster(x, wide, 2)
+        assert not grouped_conv.dense_is_faster(x, torch.randn(32, 32, 3, 3), 1)
+
+
+def test_grouped_conv_module_matches_nn_conv2d_under_bf16_autocast():
+    torch.manual_seed(0)
+    plain = nn.Conv2d(32, 32, 3, padding=1, groups=16, bias=False)
+    fast = GroupedConv2d(32, 32, 3, padding=1, groups=16, bias=False)
+    assert fast.load_state_dict(plain.state_dict()) is not None and list(fast.state_dict()) == ['weight']
+    x = torch.randn(4, 32, 8, 8).contiguous(memory_format=torch.channels_last)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        y_fast, y_plain = fast(x), plain(x)
+    torch.testing.assert_close(y_fast.float(), y_plain.float(), rtol=2e-2, atol=2e-2)
+    # fp32 outside autocast: the grouped kernel itself, the same numbers
+    torch.testing.assert_close(fast(x), plain(x))
+    torch.testing.assert_close(grouped_conv2d(x, plain.weight, None, (1, 1), (1, 1), 16), plain(x))
