@@ -203,8 +203,9 @@ def test_sigkill_and_resume_matches_uninterrupted_run(cifar_root, tmp_path):
 def test_two_process_ddp_equals_one_process_grad_accumulation(cifar_root, tmp_path):
     """`accelerate launch --multi_gpu --num_processes 2` on CPU starts two gloo ranks; each takes half of every
     global batch, so after training its parameters equal a 1-process run accumulating the two halves."""
-    # 64 images: two optimizer steps; fp32, as bf16 rounding would hide a wrong split's size of error
-    common = ['epochs=1', 'batch_size=32', 'mixup.name=none', 'mixed_precision=no']
+    # 64 images: two optimizer steps; fp32 NCHW as before the CPU defaults became bf16 + channels_last, whose
+    # rounding and summation order would hide a wrong split's size of error
+    common = ['epochs=1', 'batch_size=32', 'mixup.name=none', 'mixed_precision=no', 'channels_last=false']
     ddp = run_script(tiny(cifar_root, tmp_path / 'ddp', *common),
                      launcher=(sys.executable, '-m', 'accelerate.commands.launch', '--multi_gpu',
                                '--num_processes', '2', '--num_machines', '1', '--mixed_precision', 'no',
