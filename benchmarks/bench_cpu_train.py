@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train_epoch import REPO_ROOT, RecipeRun, run_recipe, write_json_atomic  # noqa: E402
+from bench_train_epoch import REPO_ROOT, RecipeRun, add_data_arguments, run_recipe, write_json_atomic  # noqa: E402
 
 SETTINGS = {
     'bf16+CL': ['mixed_precision=bf16', 'channels_last=true'],
@@ -122,9 +122,7 @@ def part_epoch(args, root: Path) -> dict[str, Any]:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--data-dir', required=True, help='folder that holds cifar-10-batches-py/')
-    parser.add_argument('--no-verify-md5', dest='verify_md5', action='store_false',
-                        help='needed for the JPEG-rebuilt copy of the project machines')
+    add_data_arguments(parser)
     parser.add_argument('--models', default='*', help='names or patterns for part 1, comma-separated (default all)')
     parser.add_argument('--parts', default='models,ratios,epoch', help='which parts to run, comma-separated')
     parser.add_argument('--steps', type=int, default=4, help='steps of batch 128 per short epoch (default 4)')

@@ -114,12 +114,17 @@ def default_precision() -> str:
     return 'bf16' if torch.cuda.is_available() else 'no'
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """--data-dir and --no-verify-md5, as every training benchmark takes them."""
     parser.add_argument('--data-dir', required=True, help='folder that holds cifar-10-batches-py/')
     parser.add_argument('--no-verify-md5', dest='verify_md5', action='store_false',
                         help='needed for the JPEG-rebuilt copy of the project machines')
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_arguments(parser)
     parser.add_argument('--config', type=Path, default=DEFAULT_CONFIG, help='recipe (default: ResNet20 He recipe)')
     parser.add_argument('--epochs', type=int, default=3, help='epochs per path; the first is warm-up (default 3)')
     parser.add_argument('--workers', type=int, default=os.cpu_count() or 1,

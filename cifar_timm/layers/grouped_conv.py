@@ -9,7 +9,7 @@ each call (a few KiB) and its gradient lands on the diagonal blocks only.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.fx

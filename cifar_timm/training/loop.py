@@ -481,8 +481,8 @@ class _Run:
     def resolved_config(self) -> dict[str, Any]:
         threads = self.threads.max_threads if self.threads is not None else self.config['cpu_threads']
         return {**self.config, 'mixed_precision': self.mixed_precision, 'channels_last': self.channels_last,
-                'cpu_threads': threads if self.device.type == 'cpu' else self.config['cpu_threads'],
-                'git_sha': self.git_sha, 'num_processes': self.acc.num_processes, 'device': str(self.device)}
+                'cpu_threads': threads, 'git_sha': self.git_sha, 'num_processes': self.acc.num_processes,
+                'device': str(self.device)}
 
 
 def _summary(row: dict[str, Any], epochs: int) -> str:
