@@ -145,16 +145,17 @@ def start(args: argparse.Namespace) -> int:
     if not (data_dir / 'cifar-10-batches-py').is_dir():
         raise LaunchError(f'--data-dir {data_dir} holds no cifar-10-batches-py/; build it first with '
                           f'`python ../shared/cifar10/build.py {args.data_dir}` (on a device: from the carried copy)')
-    if len(set(args.models)) != len(args.models):
-        raise LaunchError('a model is named twice; each run needs its own output folder (use another --runs-dir '
-                          'for a second run of the same recipe)')
+    names = [split_run_spec(spec)[0] for spec in args.models]
+    if len(set(names)) != len(names):
+        raise LaunchError('a run is named twice; each run needs its own output folder (name a second run of the '
+                          'same recipe NAME=RECIPE, e.g. resnet20.seed1=resnet20)')
     sets = [*DEFAULT_SETS, f'data.dir={data_dir}', *args.set]
-    per_model: dict[str, list[str]] = {}
-    for model, item in args.set_for:
-        if model not in args.models:
-            raise LaunchError(f'--set-for {model} {item}: {model} is not among the models to start')
-        per_model.setdefault(model, []).append(item)
-    entries = [_plan_run(model, runs, sets + per_model.get(model, [])) for model in args.models]
+    per_run: dict[str, list[str]] = {}
+    for name, item in args.set_for:
+        if name not in names:
+            raise LaunchError(f'--set-for {name} {item}: {name} is not among the runs to start ({", ".join(names)})')
+        per_run.setdefault(name, []).append(item)
+    entries = [_plan_run(spec, runs, sets + per_run.get(name, [])) for spec, name in zip(args.models, names)]
     runs.mkdir(parents=True, exist_ok=True)
     stop_at = time.time() + 60 * args.stop_after if args.stop_after else None
     state = {'runs_dir': str(runs.resolve()), 'machine': machine_id(), 'concurrency': args.concurrency,
@@ -175,12 +176,24 @@ def start(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plan_run(model: str, runs: Path, sets: list[str]) -> dict[str, Any]:
+def split_run_spec(spec: str) -> tuple[str, str]:
+    """`NAME=RECIPE` names the run folder (e.g. `resnet20.short_c10=resnet20_short`); a bare RECIPE names it after
+    the recipe file."""
+    name, sep, recipe = spec.partition('=')
+    if not sep:
+        return config_path(spec).stem, spec
+    if not name or not recipe or '/' in name or name.startswith('.'):
+        raise LaunchError(f'bad run {spec!r}: write NAME=RECIPE, NAME a plain folder name (e.g. '
+                          f'resnet20.he_c10=resnet20)')
+    return name, recipe
+
+
+def _plan_run(spec: str, runs: Path, sets: list[str]) -> dict[str, Any]:
     """Check the config with the overrides now (a typo fails here, not in N background processes)."""
     import cifar_timm  # noqa: F401  (registers the models)
     from cifar_timm.training.config import load_config
-    path = config_path(model)
-    name = path.stem
+    name, recipe = split_run_spec(spec)
+    path = config_path(recipe)
     output = runs / name
     config = load_config(path, [*sets, f'output={output}', *FIXED_SETS])
     finished = (output / 'export' / 'results.json').is_file()
@@ -217,8 +230,8 @@ def supervise(state_path: Path) -> int:
             output = Path(state['runs_dir']) / run['name']
             if proc.returncode == 0 and (output / 'export' / 'results.json').is_file():
                 run['state'] = 'finished'
-            elif proc.returncode == SIGTERM_EXIT:
-                run['state'] = 'stopped'
+            elif proc.returncode == SIGTERM_EXIT or (state['stopping'] and proc.returncode == -signal.SIGTERM):
+                run['state'] = 'stopped'  # a run killed before it could catch the signal resumes as well
             else:
                 run['state'] = 'failed'
             print(f'{utc_now()} {run["name"]} {run["state"]} (exit {proc.returncode})', flush=True)

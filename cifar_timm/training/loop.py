@@ -57,6 +57,8 @@ class _StopFlag:
             self._previous = signal.signal(signal.SIGTERM, self._handle)
         except ValueError:  # not the main thread (e.g. called from a notebook worker): no handler
             self._previous = None
+        # A SIGTERM noted before the trainer started (recipes/train.py's handler, during the imports) still stops.
+        self.set = self.set or getattr(self._previous, 'set', False) is True
         return self
 
     def _handle(self, signum, frame):
