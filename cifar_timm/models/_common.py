@@ -69,12 +69,18 @@ def cifar_default_cfgs(
     entries: dict[str, dict[str, Any]] = {}
     for name, cfg in cfgs.items():
         tags = {k: v for k, v in published.items() if split_model_name_tag(k)[0] == name}
-        for name_tag, overlay in sorted(tags.items()):
+        # timm's default tag is an architecture's first cfg: its best weights on the validation split
+        for name_tag, overlay in sorted(tags.items(), key=_best_validation_first):
             entries[name_tag] = {**cfg, **_cfg_fields(overlay)}
         if not tags:
             entries[name] = cfg
         SOURCE_RESULTS[name] = (source_top1 or {}).get(name)
     return generate_default_cfgs(entries)
+
+
+def _best_validation_first(item: tuple[str, dict[str, Any]]) -> tuple[float, str]:
+    top1_val = (item[1].get('results') or {}).get('top1_val')
+    return (-top1_val if top1_val is not None else float('inf'), item[0])
 
 
 def _cfg_fields(overlay: dict[str, Any]) -> dict[str, Any]:

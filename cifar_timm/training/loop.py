@@ -166,6 +166,7 @@ class _Run:
 
     def _setup_data(self) -> None:
         from ..data import load_cifar10, train_val_indices
+        from ..data.provenance import exact_mask
         d = self.config['data']
         train = load_cifar10(d['dir'], 'train', verify_md5=d['verify_md5'], download=d['download'])
         train_idx, val_idx = train_val_indices(len(train), d['val_size'], seed=d['split_seed'])
@@ -173,6 +174,10 @@ class _Run:
         val_idx = val_idx[:d['val_limit']] if d['val_limit'] is not None else val_idx
         self.train_images, self.train_labels = train.images[train_idx], train.labels[train_idx]
         self.val_images, self.val_labels = train.images[val_idx], train.labels[val_idx]
+        # The shared copy is mostly JPEG-decoded: validation reports its exact and JPEG parts apart, since users feed
+        # clean images (None for a copy that is exact throughout)
+        mask = exact_mask(d['dir'], 'train', len(train))
+        self.val_exact = mask[val_idx] if mask is not None and 0 < int(mask[val_idx].sum()) < len(val_idx) else None
         self.micro_batch = self.config['batch_size'] // self.config['grad_accum_steps']
         if len(train_idx) < self.micro_batch:
             raise ConfigError(f'{len(train_idx)} training images are fewer than one batch of {self.micro_batch}; '
@@ -433,13 +438,32 @@ class _Run:
                         mean=self.mean, std=self.std)
 
     def _validate(self) -> dict[str, Any]:
-        """Validation loss/top-1 on the held-out split (main process; others wait)."""
+        """Validation loss/top-1 on the held-out split, and on its exact and JPEG parts apart where the copy has
+        both (main process; others wait)."""
         out = {'val_loss': None, 'val_top1': None}
         if self.acc.is_main_process and len(self.val_labels):
-            metrics = self._evaluate(self.val_images, self.val_labels)
-            out = {'val_loss': metrics['nll'], 'val_top1': metrics['top1']}
+            if self.val_exact is None:
+                metrics = self._evaluate(self.val_images, self.val_labels)
+                out = {'val_loss': metrics['nll'], 'val_top1': metrics['top1']}
+            else:  # two passes over the two parts cost what one pass over the whole split does
+                parts = {name: self._evaluate(self.val_images[m], self.val_labels[m])
+                         for name, m in (('exact', self.val_exact), ('jpeg', ~self.val_exact))}
+                n = sum(p['n'] for p in parts.values())
+                out = {'val_loss': sum(p['nll'] * p['n'] for p in parts.values()) / n,
+                       'val_top1': 100.0 * sum(p['correct'] for p in parts.values()) / n,
+                       'val_top1_exact': parts['exact']['top1'], 'val_top1_jpeg': parts['jpeg']['top1']}
         self.acc.wait_for_everyone()
         return out
+
+    def _jpeg_gap(self) -> dict[str, Any]:
+        """The exact validation images scored as they are and after the shared copy's JPEG round trip: the same
+        images both ways, so the difference is what the JPEG-decoded training data taught the net to expect."""
+        if self.val_exact is None:
+            return {}
+        from ..data.provenance import jpeg_round_trip
+        images, labels = self.val_images[self.val_exact], self.val_labels[self.val_exact]
+        as_jpeg = self._evaluate(jpeg_round_trip(images), labels)['top1']
+        return {'top1_val_exact_as_jpeg': as_jpeg, 'n_val_exact': len(labels)}
 
     def _finish(self) -> dict[str, Any]:
         """The one test-set evaluation (final weights), then the export folder."""
@@ -455,6 +479,9 @@ class _Run:
         results = {
             'model': cfg['model'],
             'top1_val': as_float(rows[-1]['val_top1']) if rows else None,
+            'top1_val_exact': as_float(rows[-1].get('val_top1_exact')) if rows else None,
+            'top1_val_jpeg': as_float(rows[-1].get('val_top1_jpeg')) if rows else None,
+            **self._jpeg_gap(),
             'top1_test': test_metrics['top1'],
             'top5_test': test_metrics['top5'],
             'nll_test': test_metrics['nll'],
