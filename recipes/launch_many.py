@@ -392,13 +392,14 @@ def print_status(records: list[dict[str, Any]]) -> None:
     if not records:
         print('no runs')
         return
+    width = max(len(r['name']) for r in records)
     for r in records:
         val = f'val {r["val_top1"]:6.2f}%' if r['val_top1'] is not None else 'val    -   '
         epoch_time = f'{r["epoch_time_s"]:7.2f} s/epoch' if r['epoch_time_s'] is not None else '      - s/epoch'
         eta = f'eta {r["eta_s"] / 60:6.1f} min' if r['eta_s'] else ''
         exact = f'exact {r["top1_exact"]:.2f}%' if r.get('top1_exact') is not None else ''
         rc = f'exit {r["returncode"]}' if r['state'] == 'failed' else ''
-        print(f'{r["name"]:22s} {r["state"]:10s} epoch {r["epochs_done"]:4d}/{r["epochs"] or "?":<4} {val} '
+        print(f'{r["name"]:{width}s} {r["state"]:10s} epoch {r["epochs_done"]:4d}/{r["epochs"] or "?":<4} {val} '
               f'{epoch_time} {eta} {exact} {rc}'.rstrip())
 
 
