@@ -239,7 +239,7 @@ class _Run:
 
     def _restore(self, state: Optional[dict[str, Any]]) -> None:
         self.start_epoch, self.num_updates, self.train_time_s = 0, 0, 0.0
-        self.epoch_sums = None
+        self.epoch_sums, self.epoch_elapsed_s = None, 0.0
         if state is None:
             return
         if state['config']['model'] != self.config['model']:
@@ -257,6 +257,7 @@ class _Run:
         self.start_epoch, self.num_updates = state['epoch'], state['num_updates']
         self.train_time_s = state['train_time_s']
         self.epoch_sums = state.get('epoch_sums')
+        self.epoch_elapsed_s = state.get('epoch_elapsed_s', 0.0)
         rngs = state['rng']
         if len(rngs) == self.acc.num_processes:
             ckpt.set_rng_state(rngs[self.acc.process_index])
@@ -304,7 +305,10 @@ class _Run:
         sums = torch.tensor(self.epoch_sums or [0.0, 0.0, 0.0], dtype=torch.float64, device=self.device)
         self.epoch_sums = None
         bad = torch.zeros((), dtype=torch.bool, device=self.device)
-        start_time, images = time.perf_counter(), 0
+        # A mid-epoch resume continues the epoch's clock and image count, so its time and img/s are the whole epoch's
+        start_time = time.perf_counter() - self.epoch_elapsed_s
+        images = round(float(sums[2])) * self.acc.num_processes
+        self.epoch_elapsed_s = 0.0
         micro_steps = self.updates_per_epoch * accum  # whole accumulations only
         step_in_epoch = self.loader.state_dict()['step']
         lr = self._lr()
@@ -390,7 +394,7 @@ class _Run:
                 f'{kept}. Lower optimizer.lr, add clip_grad.mode=norm clip_grad.value=1.0, or use '
                 f'mixed_precision=bf16 instead of fp16')
         if stopping:
-            self.train_time_s += elapsed
+            self.epoch_elapsed_s = elapsed  # added to train_time_s when the resumed epoch ends
             self.epoch_sums = sums.tolist()
             path = self._save_checkpoint(epoch)
             raise TrainingInterrupted(f'SIGTERM: saved {path} at epoch {epoch}, optimizer step {self.num_updates}; '
@@ -416,6 +420,7 @@ class _Run:
                 'epoch': epoch,
                 'num_updates': self.num_updates,
                 'epoch_sums': self.epoch_sums,
+                'epoch_elapsed_s': self.epoch_elapsed_s,
                 'train_time_s': self.train_time_s,
                 'rng': rngs,
                 'config': self.config,
