@@ -49,6 +49,9 @@ if str(REPO) not in sys.path:  # a device machine has the checkout but not the i
 CONFIGS = REPO / 'recipes' / 'configs'
 TRAIN_PY = REPO / 'recipes' / 'train.py'
 
+# The CPU campaign keeps its runs outside the checkout, where a machine handed to the next session keeps them
+# (a new session lays the work tree anew): e.g. CIFAR_TIMM_RUNS_DIR=~/.cache/cifar-timm/runs.
+RUNS_DIR_ENV = 'CIFAR_TIMM_RUNS_DIR'
 STATE_FILE = 'launcher.json'        # in the runs folder: the supervisor's view of every run
 SUPERVISOR_LOG = 'launcher.log'
 LEDGER_FILE = '.pack-ledger.json'   # what `pack` has already written out, so the next call ships the rest
@@ -654,7 +657,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest='command', required=True, metavar='{start,status,stop,export,pack,unpack}')
 
     def runs_dir(p: argparse.ArgumentParser) -> None:
-        p.add_argument('--runs-dir', default='runs', help='folder of the run folders (default runs)')
+        p.add_argument('--runs-dir', default=os.environ.get(RUNS_DIR_ENV) or 'runs',
+                       help=f'folder of the run folders (default ${RUNS_DIR_ENV}, else runs)')
 
     p = sub.add_parser('start', help='check the configs, then train them in a detached supervisor')
     p.add_argument('models', nargs='*', help='recipe names (recipes/configs/NAME.yaml), YAML paths, or NAME=RECIPE to '
