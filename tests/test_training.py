@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +23,8 @@ import torch
 from safetensors.torch import load_file
 
 import cifar_timm  # noqa: F401  (registers the models)
-from cifar_timm.training import ConfigError, LabelPreservingMixup, NonFiniteLossError, load_config, train
+from cifar_timm.training import (ConfigError, LabelPreservingMixup, NonFiniteLossError, TrainingInterrupted, load_config,
+                                  train)
 from cifar_timm.training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,10 +75,47 @@ def test_mixed_precision_no_is_not_read_as_false():
     (['batch_size=100', 'grad_accum_steps=3'], 'not divisible'),
     (['resume=/nonexistent/ckpt.pt'], 'not a checkpoint file'),
     (['optimizer=sgd'], 'is a section'),
+    # every value is checked against its key's type and range, and the error names key, value and what is allowed
+    (['data.limit=-5'], "`data.limit` is -5; allowed: null (all training images) or an integer >= 1"),
+    (['checkpoint.keep=-1'], '`checkpoint.keep` is -1; allowed: an integer >= 0'),
+    (['data.limit=abc'], "`data.limit` is 'abc'; allowed: null"),
+    (['seed=abc'], "`seed` is 'abc'; allowed: an integer in [0, 4294967295]"),
+    (['scheduler.milestones=abc'], "`scheduler.milestones` is 'abc'; allowed: a list of items, each an integer >= 0, "
+                                   "e.g. [90, 135]"),
+    (['scheduler.milestones=[90, 1.5]'], '`scheduler.milestones` is [90, 1.5]; allowed: a list of items'),
+    (['optimizer.lr=fast'], "`optimizer.lr` is 'fast'; allowed: a number >= 0"),
+    (['channels_last=1'], '`channels_last` is 1; allowed: one of auto, true, false'),
+    (['cpu_threads=0'], '`cpu_threads` is 0; allowed: auto or an integer >= 1'),
 ])
 def test_config_errors_name_the_problem(override, words):
-    with pytest.raises(ConfigError, match=words.replace('`', '.')):
+    with pytest.raises(ConfigError, match=re.escape(words) if '; allowed' in words else words.replace('`', '.')):
         load_config(RESNET20, override)
+
+
+@pytest.mark.parametrize('text, value', [('1e-3', 1e-3), ('1e6', 1e6), ('1.0e6', 1e6), ('2E-4', 2e-4), ('1', 1.0)])
+def test_yaml_1_2_floats_are_numbers(tmp_path, text, value):
+    # PyYAML's YAML 1.1 reads 1e-3 as a string, which timm then blamed on the optimizer name
+    config = load_config(RESNET20, [f'optimizer.lr={text}'])
+    assert config['optimizer']['lr'] == value and type(config['optimizer']['lr']) is float
+    recipe = tmp_path / 'recipe.yaml'
+    recipe.write_text(f'defaults: [{RESNET20}]\noptimizer:\n  lr: {text}\n  weight_decay: 5e-4\n')
+    config = load_config(recipe)
+    assert config['optimizer']['lr'] == value and config['optimizer']['weight_decay'] == 5e-4
+
+
+def test_every_config_key_has_a_type():
+    from cifar_timm.training.config import DEFAULTS, _leaf_keys, spec_for
+    for key in _leaf_keys(DEFAULTS):
+        spec_for(key)  # a KeyError names a key declared without a SCHEMA entry or a typed default
+
+
+def test_output_that_is_a_file_is_refused_and_kept(tmp_path):
+    existing = tmp_path / 'notes.txt'
+    existing.write_text('keep me')
+    for output in (existing, existing / 'run'):
+        with pytest.raises(ConfigError, match=f'{re.escape(str(existing))} is a file, not a folder'):
+            load_config(RESNET20, [f'output={output}'])
+    assert existing.read_text() == 'keep me'
 
 
 def test_cli_prints_errors_without_traceback_and_resolved_config(capsys):
@@ -233,6 +273,116 @@ def test_two_process_ddp_equals_one_process_grad_accumulation(cifar_root, tmp_pa
     # step; an early ResNet amplifies that to ~1e-5 by the second. A wrong split would be off by the update itself.
     assert max((a[k] - b[k]).abs().max().item() for k in names) < 2e-4
     assert (a['stem.norm.weight'] - 1).abs().max() > 5e-3  # BN weights start at 1: the two steps moved them
+
+
+# ---- untrusted checkpoints and run folders ---------------------------------------------------------------------------
+
+class _ShellPayload:
+    """What an attacker pickles into a `.pt`: unpickling it calls os.system."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f'touch {self.marker}',)
+
+
+def test_planted_checkpoint_runs_no_code(cifar_root, tmp_path, capsys):
+    from cifar_timm.training import main
+    marker = tmp_path / 'pwned'
+    evil = tmp_path / 'evil.pt'
+    torch.save({'config': {'model': 'resnet20'}, 'model': _ShellPayload(marker)}, evil)
+    assert main(['--config', str(RESNET20), *tiny(cifar_root, tmp_path / 'a'), f'resume={evil}']) == 1
+    err = capsys.readouterr().err
+    assert f'refused checkpoint {evil}' in err and 'nothing in it ran' in err and 'Traceback' not in err
+    # resume=auto picks up a step-*.pt planted in the run's own checkpoints/ folder the same way
+    planted = tmp_path / 'b' / 'checkpoints' / 'step-00000099.pt'
+    planted.parent.mkdir(parents=True)
+    evil.rename(planted)
+    assert main(['--config', str(RESNET20), *tiny(cifar_root, tmp_path / 'b'), 'resume=auto']) == 1
+    assert f'refused checkpoint {planted}' in capsys.readouterr().err
+    assert not marker.exists()
+    assert sorted(p.name for p in (tmp_path / 'b').iterdir()) == ['checkpoints']  # nothing written
+
+
+@pytest.mark.parametrize('content, words', [
+    (b'not a checkpoint', 'cannot read checkpoint'),
+    ({'model': {}}, 'is not a cifar-timm training checkpoint .*lacks optimizer'),
+])
+def test_foreign_checkpoint_is_a_clear_error(tmp_path, content, words):
+    from cifar_timm.training.checkpoint import CheckpointError
+    path = tmp_path / 'step-00000001.pt'
+    path.write_bytes(content) if isinstance(content, bytes) else torch.save(content, path)
+    with pytest.raises(CheckpointError, match=words) as info:
+        load_checkpoint(path)
+    assert str(path) in str(info.value)
+
+
+def test_checkpoint_from_before_tensor_rng_states_still_resumes(tmp_path):
+    """Runs in progress when checkpoints became code-free hold NumPy's RNG state as a pickled ndarray."""
+    import random
+    from cifar_timm.training.checkpoint import CHECKPOINT_KEYS, set_rng_state
+    np.random.seed(3)
+    old_rng = {'python': random.getstate(), 'numpy': np.random.get_state(), 'torch': torch.get_rng_state()}
+    expected = np.random.random(4)
+    path = tmp_path / 'step-00000004.pt'
+    torch.save(dict(dict.fromkeys(CHECKPOINT_KEYS, 0), rng=[old_rng]), path)
+    np.random.seed(0)
+    set_rng_state(load_checkpoint(path)['rng'][0])
+    assert np.array_equal(np.random.random(4), expected)
+
+
+def make_finished_run(output: Path) -> Path:
+    """A finished run folder as `launch_many unpack` leaves it: export/, metrics.csv, config.yaml, no checkpoints/."""
+    import timm
+    from cifar_timm.training.export import write_export
+    write_export(output, timm.create_model('resnet20'), {}, {'model': 'resnet20'})
+    (output / 'metrics.csv').write_text('epoch,lr,train_loss,train_top1,val_loss,val_top1,epoch_time_s,images_per_s\n'
+                                        '0,0.1,2.3,10.0,2.3,11.0,12.5,20.0\n')
+    (output / 'config.yaml').write_text('model: resnet20\n')
+    return output
+
+
+def test_resume_auto_never_trains_over_a_finished_run(cifar_root, tmp_path):
+    out = make_finished_run(tmp_path / 'done')
+    before = {p: p.read_bytes() for p in out.rglob('*') if p.is_file()}
+    with pytest.raises(ConfigError, match='holds a finished run .*no checkpoint.* kept as it is'):
+        train(load_config(RESNET20, tiny(cifar_root, out, 'resume=auto')))
+    shutil.rmtree(out / 'export')  # metrics of a run whose checkpoints did not come along
+    with pytest.raises(ConfigError, match=r'metrics.csv with 1 epoch\(s\) but no checkpoint'):
+        train(load_config(RESNET20, tiny(cifar_root, out, 'resume=auto')))
+    with pytest.raises(ConfigError, match='already holds a run'):
+        train(load_config(RESNET20, tiny(cifar_root, out)))
+    assert {p: p.read_bytes() for p in out.rglob('*') if p.is_file()} == \
+        {p: b for p, b in before.items() if 'export' not in p.parts}
+
+
+def test_sigterm_is_honoured_at_the_next_step_and_resumes_exactly(cifar_root, tmp_path):
+    """The stop flag is read every optimizer step, not only every log.check_every steps (here never: 1000)."""
+    args = ['epochs=1', 'data.limit=96', 'log.check_every=1000']  # 6 steps in the epoch
+    reference = train(load_config(RESNET20, tiny(cifar_root, tmp_path / 'ref', *args)))
+
+    class NotedSigterm:  # what recipes/train.py installs while it imports; the trainer takes the note over
+        set = False
+
+        def __call__(self, signum, frame):
+            self.set = True
+
+    out = tmp_path / 'term'
+    previous = signal.signal(signal.SIGTERM, NotedSigterm())
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        with pytest.raises(TrainingInterrupted, match='SIGTERM: saved .*optimizer step 1;'):
+            train(load_config(RESNET20, tiny(cifar_root, out, *args)))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    state = load_checkpoint(latest_checkpoint(out / 'checkpoints'))
+    assert state['num_updates'] == 1 and state['loader']['step'] == 1
+
+    resumed = train(load_config(RESNET20, tiny(cifar_root, out, *args, 'resume=auto')))
+    ref_params, params = export_params(tmp_path / 'ref'), export_params(out)
+    assert all(torch.equal(ref_params[k], params[k]) for k in ref_params)
+    assert resumed['top1_test'] == reference['top1_test'] and resumed['nll_test'] == reference['nll_test']
 
 
 def _wait_for(condition, proc: subprocess.Popen, timeout: float = 240.0) -> None:

@@ -2,17 +2,25 @@
 
 The one place that parses recipe configs. A recipe YAML may name parents with `defaults: [base.yaml, ...]`
 (paths relative to the file); parents merge first, in order, then the file itself, then command-line overrides.
-Every key must exist in `DEFAULTS` below, so a typo is an error that names the key, not a silently ignored value.
+Every key must exist in `DEFAULTS` below, so a typo is an error that names the key, not a silently ignored value;
+every value must fit the key's type and range in `SCHEMA` (bool keys need no entry: their default says it), checked
+before a run writes anything. YAML is read with YAML 1.2 floats, so `1e-3` and `1e6` are numbers, not strings.
+
+Why not OmegaConf structured configs: they would bring a dependency and move DEFAULTS into dataclasses, yet still
+need our `defaults:` composition (that is Hydra's), and checks for the ranges and for keys that take a word or a
+number (`cpu_threads: auto | N`), which OmegaConf's types cannot state; the YAML float fix is one resolver here.
 """
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
 import yaml
 
 from ..errors import CifarTimmError
+from .config_types import Float, Int, InvalidValue, ListOf, Mapping, Null, Text, choice, either, inferred
 
 
 class ConfigError(CifarTimmError):
@@ -114,6 +122,83 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+# The type and range of every key of DEFAULTS that is not a plain bool, by dotted name.
+_COUNT = Int(lo=1)
+_FRACTION = Float(lo=0, hi=1)
+_RATE = Float(lo=0)
+SCHEMA: dict[str, object] = {
+    'model': Text('a registered timm model name, e.g. resnet20'),
+    'model_args': Mapping(),
+    'seed': Int(0, 2**32 - 1),
+    'epochs': _COUNT,
+    'batch_size': _COUNT,
+    'grad_accum_steps': _COUNT,
+    'output': Text('a folder path (null: runs/<config name>)'),
+    'resume': either(Null('start afresh'), Text('auto or the path of a checkpoint file')),
+    'mixed_precision': choice('auto', 'no', 'bf16', 'fp16'),
+    'channels_last': choice('auto', True, False),
+    'cpu_threads': either(choice('auto'), _COUNT),
+    'data.dir': Text('a folder path'),
+    'data.val_size': Int(0, 50_000),
+    'data.split_seed': Int(0, 2**32 - 1),
+    'data.limit': either(Null('all training images'), _COUNT),
+    'data.val_limit': either(Null('all validation images'), Int(lo=0)),
+    'data.test_limit': either(Null('all test images'), _COUNT),
+    'data.loader': choice('gpu', 'torchvision'),
+    'data.num_workers': Int(lo=0),
+    'data.pad': Int(0, 32),
+    'data.pad_mode': choice('constant', 'reflect'),
+    'data.cutout': Int(0, 32),
+    'data.mean': either(Null("the model's pretrained_cfg"), ListOf(Float(0, 1), length=3, example='[0.5, 0.5, 0.5]')),
+    'data.std': either(Null("the model's pretrained_cfg"),
+                       ListOf(Float(0, 1, lo_open=True), length=3, example='[0.25, 0.25, 0.25]')),
+    'optimizer.name': Text('a timm optimizer name, e.g. momentum, sgd, adamw, lookahead_momentum'),
+    'optimizer.lr': _RATE,
+    'optimizer.momentum': _FRACTION,
+    'optimizer.weight_decay': _RATE,
+    'optimizer.no_weight_decay': ListOf(Text('an fnmatch pattern'), example="['*.bias']"),
+    'optimizer.lookahead_k': _COUNT,
+    'optimizer.lookahead_alpha': Float(0, 1, lo_open=True),
+    'optimizer.kwargs': Mapping(),
+    'scheduler.name': Text('a timm scheduler name: cosine, multistep, step, none, ...'),
+    'scheduler.warmup_epochs': Int(lo=0),
+    'scheduler.warmup_lr': _RATE,
+    'scheduler.min_lr': _RATE,
+    'scheduler.milestones': ListOf(Int(lo=0), example='[90, 135]'),
+    'scheduler.decay_epochs': either(Null("timm's default"), Float(lo=0, lo_open=True)),
+    'scheduler.decay_rate': Float(lo=0, lo_open=True),
+    'loss.label_smoothing': Float(0, 1),
+    'mixup.name': choice('none', 'timm', 'label_preserving'),
+    'mixup.alpha': Float(lo=0, lo_open=True),
+    'mixup.mixup_alpha': _RATE,
+    'mixup.cutmix_alpha': _RATE,
+    'mixup.prob': _FRACTION,
+    'mixup.switch_prob': _FRACTION,
+    'mixup.mode': choice('batch', 'pair', 'elem'),
+    'ema.decay': _FRACTION,
+    'clip_grad.mode': choice(None, 'norm', 'value', 'agc'),
+    'clip_grad.value': either(Null('no clipping'), Float(lo=0, lo_open=True)),
+    'checkpoint.every': _COUNT,
+    'checkpoint.keep': Int(lo=0),
+    'log.check_every': _COUNT,
+    'debug.nan_at_step': either(Null('off'), Int(lo=0)),
+    'debug.max_steps': either(Null('off'), _COUNT),
+}
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, plus YAML 1.2's floats: PyYAML (YAML 1.1) reads `1e-3`, `1e6` and `1.0e6` as strings."""
+
+
+_YamlLoader.add_implicit_resolver(
+    'tag:yaml.org,2002:float', re.compile(r'^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$'),
+    list('-+0123456789.'))
+
+
+def parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_YamlLoader)
+
+
 def load_config(path: Optional[str | Path] = None, overrides: Iterable[str] = ()) -> dict[str, Any]:
     """Defaults <- the YAML at `path` (with its `defaults:` parents) <- `key=value` overrides."""
     config = copy.deepcopy(DEFAULTS)
@@ -143,7 +228,7 @@ def _read_composed(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f'config file {path} does not exist; pass an existing recipes/configs/NAME.yaml')
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = parse_yaml(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f'config {path} is not valid YAML ({e}); fix the syntax') from e
     if not isinstance(data, dict):
@@ -183,7 +268,7 @@ def parse_override(item: str) -> tuple[str, Any]:
     key, raw = item.split('=', 1)
     key = key.strip().lstrip('-')
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = parse_yaml(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
     return key, value
@@ -211,16 +296,6 @@ def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
         node[last] = value
 
 
-_CHOICES = {
-    'mixed_precision': ('auto', 'no', 'bf16', 'fp16'),
-    'channels_last': ('auto', True, False),
-    'data.loader': ('gpu', 'torchvision'),
-    'data.pad_mode': ('constant', 'reflect'),
-    'mixup.name': ('none', 'timm', 'label_preserving'),
-    'clip_grad.mode': (None, 'norm', 'value', 'agc'),
-}
-
-
 def get_dotted(config: dict[str, Any], key: str) -> Any:
     node = config
     for part in key.split('.'):
@@ -229,20 +304,17 @@ def get_dotted(config: dict[str, Any], key: str) -> Any:
 
 
 def validate(config: dict[str, Any]) -> None:
-    """Reject values that would fail later with a less helpful message."""
+    """Check every key against SCHEMA (floats given as integers become floats), then the keys that go together."""
     if not config['model']:
         raise ConfigError('no `model` set; give a registered timm model name in the config or as model=resnet20')
-    for key, choices in _CHOICES.items():
-        value = get_dotted(config, key)
-        if value not in choices:
-            raise ConfigError(f'`{key}` is {value!r}; use one of {", ".join(map(str, choices))}')
-    threads = config['cpu_threads']
-    if threads != 'auto' and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ConfigError(f'`cpu_threads` is {threads!r}; use auto or a positive number of threads')
-    for key in ('epochs', 'batch_size', 'grad_accum_steps', 'checkpoint.every'):
-        value = get_dotted(config, key)
-        if not isinstance(value, int) or value < 1:
-            raise ConfigError(f'`{key}` must be a positive integer, got {value!r}')
+    for key in _leaf_keys(DEFAULTS):
+        spec = spec_for(key)
+        parent_key, _, last = key.rpartition('.')
+        parent = get_dotted(config, parent_key) if parent_key else config
+        try:
+            parent[last] = spec.parse(parent[last])
+        except InvalidValue as e:
+            raise ConfigError(f'`{key}` is {parent[last]!r}; allowed: {e}') from None
     if config['batch_size'] % config['grad_accum_steps']:
         raise ConfigError(f'batch_size {config["batch_size"]} is not divisible by grad_accum_steps '
                           f'{config["grad_accum_steps"]}; batch_size is the global batch per optimizer step')
@@ -252,6 +324,30 @@ def validate(config: dict[str, Any]) -> None:
     if resume not in (None, 'auto') and not Path(str(resume)).is_file():
         raise ConfigError(f'resume={resume} is not a checkpoint file; use resume=auto or a path under '
                           f'<output>/checkpoints/')
+    output = Path(config['output'])
+    blocking = next((p for p in (output, *output.parents) if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise ConfigError(f'output={output}: {blocking} is a file, not a folder; the run folder must be a new or '
+                          f'existing folder, so choose another output=... (the file is left as it is)')
+
+
+def spec_for(key: str):
+    """The type of a dotted key: its SCHEMA entry, else the type of its default (a bool, or a key added without one)."""
+    spec = SCHEMA.get(key) or inferred(get_dotted(DEFAULTS, key))
+    if spec is None:
+        raise KeyError(f'config key {key} has neither a SCHEMA entry nor a default that shows its type')
+    return spec
+
+
+def _leaf_keys(section: dict[str, Any], prefix: str = '') -> list[str]:
+    keys = []
+    for key, value in section.items():
+        dotted = f'{prefix}{key}'
+        if isinstance(value, dict) and not _free_form(dotted):
+            keys += _leaf_keys(value, dotted + '.')
+        else:
+            keys.append(dotted)
+    return keys
 
 
 def dump_config(config: dict[str, Any]) -> str:

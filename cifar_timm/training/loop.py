@@ -7,8 +7,9 @@ validation after each epoch on the held-out split; the test set once at the end 
 batch_size / grad_accum_steps, each split across the processes (GpuCifarLoader's contract), so a recipe gives the
 same optimisation on one device with accumulation as on several without.
 
-Stops: SIGTERM saves a checkpoint at the next check and exits with 143; a NaN/inf loss stops without saving, so the
-newest checkpoint stays the last good one. Checks run every `log.check_every` optimizer steps (one device sync).
+Stops: SIGTERM saves a checkpoint at the next optimizer step (with several processes, at the next check) and exits
+with 143; a NaN/inf loss stops without saving, so the newest checkpoint stays the last good one. Checks run every
+`log.check_every` optimizer steps (one device sync), and at once when SIGTERM arrived.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from .config import ConfigError, dump_config
 from .cpu import ThreadGovernor, keep_freed_memory, resolve_channels_last, resolve_mixed_precision
 from .export import git_sha, hardware, write_export
 from .mixup import LabelPreservingMixup
-from .run_log import RunLog, as_float
+from .run_log import RunLog, as_float, read_metrics
 
 SIGTERM_EXIT_CODE = 128 + signal.SIGTERM
 
@@ -93,12 +94,16 @@ class _Run:
         cfg = self.config
         self.git_sha = git_sha()
         resume_path = self._resume_path()
+        state = ckpt.load_checkpoint(resume_path) if resume_path else None  # before the slow setup: fail fast
         self._setup_accelerator()
         self._setup_data()
         self._setup_model()
         self._setup_optimization()
-        state = ckpt.load_checkpoint(resume_path) if resume_path else None
-        self._restore(state)
+        try:
+            self._restore(state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:  # well-formed, but not this run's checkpoint
+            raise ckpt.CheckpointError(f'checkpoint {resume_path} does not fit this run ({type(e).__name__}: {e}); '
+                                       f'resume it with the config it was written with') from e
         if self.acc.is_main_process:
             self.output.mkdir(parents=True, exist_ok=True)
             (self.output / 'config.yaml').write_text(dump_config(self.resolved_config()))
@@ -153,15 +158,27 @@ class _Run:
         self.amp_dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(self.mixed_precision)
 
     def _resume_path(self) -> Optional[Path]:
+        """The checkpoint to continue from; never a fresh start over a run already in `output`."""
         resume = self.config['resume']
         folder = self.output / 'checkpoints'
-        if resume == 'auto':
-            return ckpt.latest_checkpoint(folder)
-        if resume:
+        if resume not in (None, 'auto'):
             return Path(resume)
-        if ckpt.list_checkpoints(folder) or (self.output / 'export').exists():
+        latest = ckpt.latest_checkpoint(folder)
+        if resume == 'auto' and latest is not None:
+            return latest
+        finished = (self.output / 'export').exists()
+        epochs_logged = len(read_metrics(self.output / 'metrics.csv'))
+        if resume is None and (latest is not None or finished or epochs_logged):
             raise ConfigError(f'output {self.output} already holds a run; continue it with resume=auto, '
                               f'or choose another output=...')
+        if finished:  # resume=auto, but nothing to continue from: training again would replace the export
+            raise ConfigError(f'output {self.output} holds a finished run (export/) and no checkpoint in {folder} to '
+                              f'continue from; it is kept as it is. Choose another output=..., or move the folder '
+                              f'away to train it again')
+        if epochs_logged:
+            raise ConfigError(f'output {self.output} holds metrics.csv with {epochs_logged} epoch(s) but no checkpoint '
+                              f'in {folder} (were its checkpoints not copied or unpacked?); starting afresh would '
+                              f'replace them. Put the checkpoints back to continue, or choose another output=...')
         return None
 
     def _setup_data(self) -> None:
@@ -344,7 +361,10 @@ class _Run:
             at_end = step_in_epoch >= micro_steps
             max_steps = cfg['debug']['max_steps']
             hit_max = max_steps is not None and self.num_updates >= max_steps
-            if at_end or hit_max or self.num_updates % cfg['log']['check_every'] == 0:
+            # SIGTERM's flag is a host-side bool, free to read every step; with several processes the stop waits for
+            # the next regular check, where all of them agree (a collective that one rank entered alone would hang).
+            stop_now = self.stop.set and self.acc.num_processes == 1
+            if at_end or hit_max or stop_now or self.num_updates % cfg['log']['check_every'] == 0:
                 self._check(bad, epoch, sums, time.perf_counter() - start_time)
                 if self.threads is not None:
                     self.threads.update()

@@ -71,7 +71,8 @@ class RunLog:
             ax.set_xlabel('epoch')
             ax.set_title(title)
             ax.grid(alpha=0.3)
-            ax.legend()
+            if ax.lines:  # none before the first epoch ends (a SIGTERM checkpoint in epoch 0)
+                ax.legend()
         fig.tight_layout()
         path = self.output / 'curves.png'
         image = io.BytesIO()
