@@ -2,8 +2,12 @@
 pickles and against plain torch re-computations of each augmentation."""
 from __future__ import annotations
 
+import os
 import pickle
+import re
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,6 +18,7 @@ from cifar_timm.data import (
 from cifar_timm.data import cifar10 as cifar10_module
 from cifar_timm.errors import CifarTimmError
 
+REPO = Path(__file__).resolve().parents[1]
 N_SMALL = 192  # images used by the loader tests: enough for several batches, cheap on 2 shared cores
 
 
@@ -69,7 +74,7 @@ def test_missing_dataset_names_the_path_and_how_to_get_it(tmp_path):
 
 @pytest.mark.parametrize('content, says', [
     (b'\x80\x04\x95', 'incomplete or damaged'),  # a truncated pickle
-    (b'cnumpy._not_in_this_numpy\nthing\n.', 'newer numpy'),  # refers to a module this numpy lacks
+    (b'cnumpy._not_in_this_numpy\nthing\n.', 'numpy._not_in_this_numpy.thing, which a CIFAR-10 batch never holds'),
 ])
 def test_unreadable_batch_says_why_and_what_to_do(tmp_path, content, says):
     folder = tmp_path / 'cifar-10-batches-py'
@@ -77,6 +82,82 @@ def test_unreadable_batch_says_why_and_what_to_do(tmp_path, content, says):
     (folder / 'test_batch').write_bytes(content)
     with pytest.raises(CifarDataError, match=f'test_batch.*{says}'):
         load_cifar10(tmp_path, 'test', verify_md5=False)
+
+
+class _ShellPayload:
+    """What an attacker pickles into a batch file: unpickling it calls os.system."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f'touch {self.marker}',)
+
+
+def write_batch(root, name: str, batch, protocol: int = 2):
+    folder = root / 'cifar-10-batches-py'
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_bytes(pickle.dumps(batch, protocol=protocol))
+    return folder / name
+
+
+def test_a_batch_that_would_run_code_is_refused(tmp_path):
+    marker = tmp_path / 'pwned'
+    path = write_batch(tmp_path, 'data_batch_1', {'data': _ShellPayload(marker), 'labels': [0]})
+    with pytest.raises(CifarDataError, match=f'refused CIFAR-10 batch {path}: it asks for posix.system'):
+        load_cifar10(tmp_path, 'train', verify_md5=False)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize('protocol, module', [
+    (2, b'numpy.core.multiarray'),  # numpy 1.x, as the official release (Python 2 pickles)
+    (2, b'numpy._core.multiarray'),  # numpy 2.x
+    (4, None),  # the running numpy, as the shared copy is built
+    (5, None),  # numpy's out-of-band capable protocol: _frombuffer instead of _reconstruct
+])
+def test_batches_pickled_by_either_numpy_load(tmp_path, protocol, module):
+    images = np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072)
+    data = pickle.dumps({'batch_label': 'testing batch 1 of 1', 'labels': [3, 9], 'data': images,
+                         'filenames': [b'a.png', b'b.png']}, protocol=protocol)
+    if module is not None:
+        data = re.sub(rb'numpy\.(_)?core\.multiarray', module, data)
+        assert module + b'\n_reconstruct' in data
+    folder = tmp_path / 'cifar-10-batches-py'
+    folder.mkdir()
+    (folder / 'test_batch').write_bytes(data)
+    split = load_cifar10(tmp_path, 'test', verify_md5=False)
+    assert torch.equal(split.images, torch.from_numpy(images).reshape(2, 3, 32, 32))
+    assert split.labels.tolist() == [3, 9]
+
+
+def test_labels_outside_the_ten_classes_are_refused_before_training(tmp_path, cifar_root):
+    from cifar_timm.training import load_config, train
+    images = np.zeros((2, 3072), dtype=np.uint8)
+    path = write_batch(tmp_path, 'data_batch_1', {'data': images, 'labels': [3, 12]})
+    with pytest.raises(CifarDataError, match=f'{path} holds labels 12 outside 0-9'):
+        load_cifar10(tmp_path, 'train', verify_md5=False)
+    output = tmp_path / 'run'
+    config = load_config(REPO / 'recipes' / 'configs' / 'resnet20.yaml',
+                         [f'data.dir={tmp_path}', 'data.verify_md5=false', f'output={output}'])
+    with pytest.raises(CifarDataError, match='outside 0-9'):
+        train(config)
+    assert not output.exists()  # no config.yaml, metrics.csv or tb/ left behind
+
+
+def test_training_and_eval_refuse_a_batch_that_would_run_code(tmp_path, capsys):
+    from cifar_timm.cli import main
+    from cifar_timm.training import load_config, train
+    marker = tmp_path / 'pwned'
+    write_batch(tmp_path, 'data_batch_1', {'data': _ShellPayload(marker), 'labels': [0]})
+    assert main(['eval', 'resnet20', '--data-dir', str(tmp_path), '--split', 'train', '--no-verify-md5']) == 2
+    err = capsys.readouterr().err
+    assert 'refused CIFAR-10 batch' in err and 'Traceback' not in err
+    output = tmp_path / 'run'
+    config = load_config(REPO / 'recipes' / 'configs' / 'resnet20.yaml',
+                         [f'data.dir={tmp_path}', 'data.verify_md5=false', f'output={output}'])
+    with pytest.raises(CifarDataError, match='refused CIFAR-10 batch'):
+        train(config)
+    assert not marker.exists() and not output.exists()
 
 
 def test_download_offline_fails_fast_with_the_url(tmp_path, monkeypatch):

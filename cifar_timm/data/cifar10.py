@@ -16,7 +16,9 @@ import torch
 from torchvision.datasets import CIFAR10 as _TorchvisionCIFAR10
 from torchvision.datasets.utils import check_integrity, download_and_extract_archive
 
+from ..constants import CIFAR10_NUM_CLASSES
 from ..errors import CifarTimmError
+from .batch_unpickler import RefusedGlobal, load_batch
 
 BASE_FOLDER = _TorchvisionCIFAR10.base_folder
 TRAIN_FILES = tuple((name, md5) for name, md5 in _TorchvisionCIFAR10.train_list)
@@ -102,16 +104,22 @@ def download_cifar10(root: Union[str, Path]) -> None:
 def _read_batch(path: Path) -> dict:
     try:
         with open(path, 'rb') as f:
-            batch = pickle.load(f, encoding='latin1')
+            batch = load_batch(f)
         data = np.asarray(batch['data'], dtype=np.uint8)
-        if data.ndim != 2 or data.shape[1] != 3072 or len(batch['labels']) != len(data):
-            raise ValueError(f'unexpected data shape {data.shape}')
-    except ImportError as e:  # pickled by a newer numpy (e.g. numpy 2 arrays read by numpy < 1.26)
-        raise CifarDataError(
-            f'cannot read CIFAR-10 batch {path} ({e}): it was written by a newer numpy than this one '
-            f'({np.__version__}); upgrade numpy (pip install -U numpy) or rebuild the files with this one') from e
+        labels = [int(label) for label in batch['labels']]
+        if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
+            raise ValueError(f'unexpected data shape {data.shape} for {len(labels)} labels')
+    except RefusedGlobal as e:
+        raise CifarDataError(f'refused CIFAR-10 batch {path}: {e}. The file is not CIFAR-10 (or was tampered with): '
+                             f'delete {path.parent} and download it again (download=True) or rebuild the shared '
+                             f'copy') from None
     except (OSError, pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as e:
         raise CifarDataError(
             f'cannot read CIFAR-10 batch {path} ({e}): the folder is incomplete or damaged; '
             f'download it again (download=True) or rebuild the shared copy') from e
-    return {'data': data, 'labels': batch['labels']}
+    bad = sorted({label for label in labels if not 0 <= label < CIFAR10_NUM_CLASSES})
+    if bad:
+        raise CifarDataError(f'CIFAR-10 batch {path} holds labels {", ".join(map(str, bad[:5]))} outside 0-'
+                             f'{CIFAR10_NUM_CLASSES - 1}: the file is damaged or not CIFAR-10; download it again '
+                             f'(download=True) or rebuild the shared copy')
+    return {'data': data, 'labels': labels}
