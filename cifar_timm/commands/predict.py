@@ -1,20 +1,20 @@
 """`cifar-timm predict`: top-k CIFAR-10 labels with probabilities for image files of any size.
 
-Each image goes through the model's own eval transform (timm's `resolve_data_config` + `create_transform` on its
-pretrained_cfg: resize the shorter side to 32, centre crop, normalise), so what the model sees matches training.
+Each image is read as 8-bit RGB by `cifar_timm.images` (16-bit and float grey scaled, transparency on white,
+decompression bombs refused), then goes through the model's own eval transform (timm's `resolve_data_config` +
+`create_transform` on its pretrained_cfg: resize the shorter side to 32, centre crop, normalise), so what the model
+sees matches training.
 """
 from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from ..constants import CIFAR10_CLASSES
-from ..errors import CifarTimmError
 from ..evaluation import create_eval_model
+from ..images import open_rgb
 from ._options import add_weight_arguments, resolve_device
 
 HELP = 'top-k CIFAR-10 labels and probabilities for PNG/JPEG images of any size'
@@ -27,17 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--top-k', type=int, default=5)
     parser.add_argument('--device', default=None, help='cpu, cuda... (default: cuda when available)')
     parser.add_argument('--json', action='store_true', help='print one JSON object')
-
-
-def open_rgb(path: str) -> Image.Image:
-    """The image at `path` as RGB, or a CifarTimmError saying why it cannot be read."""
-    if not Path(path).is_file():
-        raise CifarTimmError(f'{path} does not exist or is not a file: pass the path of a PNG or JPEG image')
-    try:
-        with Image.open(path) as image:
-            return image.convert('RGB')
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise CifarTimmError(f'{path} is not a readable image ({e}): pass a PNG or JPEG file') from e
 
 
 def run(args: argparse.Namespace) -> int:
