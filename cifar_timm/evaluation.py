@@ -18,6 +18,7 @@ from tqdm import tqdm
 from .constants import CIFAR10_MEAN, CIFAR10_STD
 from .data.gpu_loader import GpuCifarLoader
 from .errors import CifarTimmError
+from .hub import check_finite_weights
 
 ECE_BINS = 15
 
@@ -193,3 +194,4 @@ def load_checkpoint_file(model: torch.nn.Module, path: str) -> None:
         raise CifarTimmError(
             f'cannot load checkpoint {path} into {type(model).__name__} ({detail}): it is damaged or holds the '
             f'weights of another architecture / num_classes; pass the checkpoint written for this model') from e
+    check_finite_weights(model.state_dict(), path)  # a new model's own weights are finite: any NaN came from the file

@@ -54,6 +54,10 @@ class WeightsArchitectureError(PretrainedWeightsError):
     """A weights file holds tensors of another architecture than the model being built."""
 
 
+class NonFiniteWeightsError(CifarTimmError):
+    """A weights file holds NaN or inf (a diverged run, or a damaged file): every prediction would be meaningless."""
+
+
 # ---------------------------------------------------------------------------------------------- paths and records
 
 def pretrained_tags_file() -> Path:
@@ -155,12 +159,56 @@ def default_hub_dir() -> Path:
     return hub_dir() or Path('hub')
 
 
-def local_weight_candidates(name_tag: str) -> list[Path]:
-    """Local places searched for `<model>.<tag>` weights, in order."""
+def local_weight_folders() -> list[Path]:
+    """Folders of `<model>.<tag>/` weights searched before the Hub, in order."""
     folders = [Path(os.environ[WEIGHTS_ENV])] if os.environ.get(WEIGHTS_ENV) else []
     if hub_dir() is not None:
         folders.append(hub_dir())
-    return [folder / name_tag / WEIGHTS_FILENAME for folder in folders]
+    return folders
+
+
+def local_weight_candidates(name_tag: str) -> list[Path]:
+    """Local places searched for `<model>.<tag>` weights, in order."""
+    return [folder / name_tag / WEIGHTS_FILENAME for folder in local_weight_folders()]
+
+
+def unrecorded_local_weights(name: str) -> list[Path]:
+    """Local weight files for `name` (`model` or `model.tag`) in the places `pretrained=True` searches, whatever their
+    tag: what a user who put weights there without a record expects to be found."""
+    pattern = name if '.' in name else f'{name}.*'
+    return [p for folder in local_weight_folders() for p in sorted(folder.glob(f'{pattern}/{WEIGHTS_FILENAME}'))]
+
+
+def _unrecorded_hint(name: str) -> str:
+    found = unrecorded_local_weights(name)
+    if not found:
+        return ''
+    return (f' Found {", ".join(map(str, found))}, but no record in {pretrained_tags_file()} vouches for it '
+            f'(the record `cifar-timm export RUN_DIR --tag TAG` writes, whose sha256 is checked at load): load such a '
+            f"file with pretrained_cfg_overlay=dict(file='{found[0]}'), or export the run that made it.")
+
+
+def check_pretrained_tag(architecture: str, tag: str) -> None:
+    """timm's bare "Invalid pretrained tag", with the tags there are and any local weights saved under this one."""
+    from timm.models import get_arch_pretrained_cfgs, split_model_name_tag
+
+    known = sorted(t for n in get_arch_pretrained_cfgs(architecture) if (t := split_model_name_tag(n)[1]))
+    if tag in known:
+        return
+    tags = f'its tags are {", ".join(known)}' if known else 'it has no published weights yet'
+    raise WeightsNotFoundError(
+        f'{architecture}.{tag}: no weights are published under tag {tag!r}; {tags} (`cifar-timm list --pretrained`).'
+        f'{_unrecorded_hint(f"{architecture}.{tag}")}')
+
+
+def check_finite_weights(state_dict: dict[str, Any], source: Any) -> None:
+    """Refuse weights holding NaN or inf, naming `source` (the file) and a few of the tensors."""
+    bad = [k for k, v in state_dict.items() if v.is_floating_point() and not v.isfinite().all()]
+    if bad:
+        raise NonFiniteWeightsError(
+            f'{source} holds NaN or inf in {len(bad)} tensor(s) (e.g. {", ".join(bad[:3])}): the weights of a run that '
+            f'diverged, or a damaged file; every prediction would be meaningless, so they are refused. Load weights '
+            f'saved before the loss became NaN (an earlier checkpoint), or train again.')
 
 
 def sha256_file(path: Path) -> str:
@@ -178,20 +226,38 @@ def verify_weights_file(
     """Check size and sha256 against the published record, then that safetensors can read the file."""
     path = Path(path)
     fix = fix or _fix_hint(name_tag, path)
-    if record and record.get('size') is not None and path.stat().st_size != record['size']:
+    size = path.stat().st_size
+    if record and record.get('size') is not None and size != record['size']:
         raise WeightsIntegrityError(
-            f'{name_tag}: {path} is {path.stat().st_size:,} bytes, the published file is {record["size"]:,} '
-            f'bytes (a truncated copy or download?). {fix}')
+            f'{name_tag}: {path} is {size:,} bytes, the published file is {record["size"]:,} bytes: '
+            f'{_what_the_file_is(path, smaller=size < record["size"])}. {fix}')
     if record and record.get('sha256'):
         actual = sha256_file(path)
         if actual != record['sha256']:
             raise WeightsIntegrityError(
                 f'{name_tag}: sha256 of {path} is {actual}, the published weights have {record["sha256"]}. '
                 f'{fix}')
-    _check_safetensors_readable(path, name_tag, fix)
+    check_safetensors_readable(path, name_tag, fix)
 
 
-def _check_safetensors_readable(path: Path, name_tag: str, fix: Optional[str] = None) -> None:
+def _what_the_file_is(path: Path, smaller: bool) -> str:
+    """What a file of the wrong size holds: damaged (unreadable) or whole weights of something else."""
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework='pt') as f:
+            count = len(f.keys())
+    except Exception:  # noqa: BLE001  safetensors raises its own error type for every malformed file
+        return 'a truncated copy or download?' if smaller else 'it is not a readable safetensors file (a damaged copy?)'
+    try:
+        architecture = json.loads((path.parent / 'config.json').read_text()).get('architecture')
+    except (OSError, ValueError, AttributeError):
+        architecture = None
+    named = f', and the config.json beside it says {architecture}' if architecture else ''
+    return (f'it is a complete safetensors file of {count} tensors{named}, so not a damaged download but other weights '
+            f'(another architecture, tag or training run) saved under this name')
+
+
+def check_safetensors_readable(path: Path, name_tag: str, fix: Optional[str] = None) -> None:
     from safetensors import safe_open
     try:
         with safe_open(str(path), framework='pt') as f:
@@ -254,6 +320,7 @@ def architecture_check(
                 f'{path or "the pretrained weights"} do not fit {name}: {", ".join(problems)}. They belong to another '
                 f'architecture: load them with the model they were exported from (see config.json next to the '
                 f'file), or export {name} weights with `cifar-timm export RUN_DIR`.')
+        check_finite_weights(state_dict, path or f'the pretrained weights of {name}')
         return state_dict
     return check
 
@@ -280,11 +347,16 @@ def resolve_pretrained_kwargs(variant: str, kwargs: dict[str, Any]) -> dict[str,
         # the user named the folder: use what is there (timm picks the file); only make sure it is readable
         candidate = Path(cfg.file or '') / WEIGHTS_FILENAME
         if candidate.is_file():
-            _check_safetensors_readable(candidate, name_tag)
+            check_safetensors_readable(candidate, name_tag)
             path = candidate
     elif cfg.state_dict is not None or cfg.file or cfg.url:
         # the caller named the weights (a file, url or state_dict in pretrained_cfg or its overlay): load those
         path = Path(cfg.file) if cfg.file and cfg.state_dict is None else None
+        if path is not None and not path.is_file():
+            raise WeightsNotFoundError(f'{name_tag}: pretrained_cfg file {path} does not exist; pass the path of a '
+                                       f'{WEIGHTS_FILENAME} (e.g. a run\'s export/{WEIGHTS_FILENAME})')
+        if path is not None and path.suffix == '.safetensors':  # else timm's torch.load(weights_only=True) reads it
+            check_safetensors_readable(path, name_tag, f'Pass an intact copy of {path}.')
     elif cfg.source == 'hf-hub':
         path = download_weights(cfg.hf_hub_id, name_tag, kwargs.get('cache_dir'))
         # the record vouches for this repo's main revision only; a pinned revision may differ legitimately
@@ -302,7 +374,8 @@ def resolve_pretrained_kwargs(variant: str, kwargs: dict[str, Any]) -> dict[str,
             published = ', '.join(sorted(load_pretrained_tags())) or 'none'
             raise WeightsNotFoundError(
                 f'{name_tag} has no published weights (published: {published}).'
-                f' Export a trained run with `cifar-timm export RUN_DIR`, or build it with pretrained=False.')
+                f' Export a trained run with `cifar-timm export RUN_DIR`, or build it with pretrained=False.'
+                f'{_unrecorded_hint(name_tag)}')
         overlay['file'] = str(path)
 
     kwargs['pretrained_cfg_overlay'] = overlay
@@ -326,9 +399,12 @@ def download_weights(hf_hub_id: str, name_tag: str, cache_dir: Any = None) -> Pa
         return Path(download_from_hf(hf_hub_id, WEIGHTS_FILENAME, cache_dir=cache_dir))
     except LocalEntryNotFoundError as e:  # Hub unreachable (or HF_HUB_OFFLINE=1) and nothing cached
         offline = ', HF_HUB_OFFLINE is set' if constants.HF_HUB_OFFLINE else ''
+        skip_wait = '' if constants.HF_HUB_OFFLINE else (
+            ' On a machine without network, set HF_HUB_OFFLINE=1: the Hub is then not tried (no wait for its '
+            'retries) and only local and cached copies are used.')
         raise WeightsNotFoundError(
             f'{name_tag}: cannot reach the Hugging Face Hub for {hf_hub_id} ({constants.ENDPOINT}{offline}) and no '
-            f'copy is cached. {searched}{local_fix}') from e
+            f'copy is cached. {searched}{local_fix}{skip_wait}') from e
     except (EntryNotFoundError, HfHubHTTPError) as e:
         raise WeightsNotFoundError(
             f'{name_tag}: the Hub ({constants.ENDPOINT}) has no {WEIGHTS_FILENAME} in {hf_hub_id} '

@@ -7,7 +7,7 @@ LFS protocol, _commit_api.py, lfs.py):
   HEAD/GET /<org>/<repo>/resolve/<rev>/<path>      ETag, X-Repo-Commit, Content-Length (+ X-Linked-* for LFS files);
                                                    404 with X-Error-Code RepoNotFound / EntryNotFound
   GET  /api/models/<org>/<repo>[/revision/<rev>]   model info with siblings (blobId, size, lfs) for `?blobs=true`
-  POST /api/repos/create                           200, or 409 when the repo exists
+  POST /api/repos/create                           200, or 409 (with the repo's url) when the repo exists
   POST /api/validate-yaml                          no warnings
   POST /api/models/<org>/<repo>/preupload/<rev>    upload mode per file (lfs for binary files) and its current oid
   POST /<org>/<repo>.git/info/lfs/objects/batch    basic transfer: PUT to /lfs-upload/<oid> unless already stored
@@ -15,6 +15,7 @@ LFS protocol, _commit_api.py, lfs.py):
   POST /api/models/<org>/<repo>/commit/<rev>       applies an ndjson commit to the folder
 
 Only `main` exists; any other revision is answered as the current one. Every request is logged in `requests`.
+A request whose path contains one of `drop` is read and then answered by closing the connection: a network failure.
 """
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ class LoopbackHub:
         self.root = Path(root)
         self.lfs_store = self.root / '.lfs-objects'
         self.requests: list[tuple[str, str]] = []
+        self.drop: tuple[str, ...] = ()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(('127.0.0.1', 0), _handler_for(self))
         self._server.daemon_threads = True
@@ -127,6 +129,13 @@ def _handler_for(hub: LoopbackHub):
             self._json(status, {'error': message}, dict({'X-Error-Code': code, 'X-Error-Message': message},
                                                         **(headers or {})), head=head)
 
+        def _dropped(self, path: str) -> bool:
+            """Close the connection without an answer (the client sees the server disconnect) if `drop` says so."""
+            if any(fragment in path for fragment in hub.drop):
+                self.close_connection = True
+                return True
+            return False
+
         # ------------------------------------------------------------------------------------------- routes
         def do_HEAD(self):
             self._log()
@@ -143,11 +152,15 @@ def _handler_for(hub: LoopbackHub):
         def do_POST(self):
             self._log()
             path, body = urlsplit(self.path).path, self._body()
+            if self._dropped(path):
+                return
             if path == '/api/repos/create':
                 payload = json.loads(body)
                 repo_id = f'{payload["organization"]}/{payload["name"]}'
-                if hub.repo_dir(repo_id).is_dir():
-                    return self._error(409, 'RepoExists', 'You already created this model repo')
+                if hub.repo_dir(repo_id).is_dir():  # the Hub's 409 carries the repo's url, which create_repo reads
+                    message = 'You already created this model repo'
+                    return self._json(409, {'error': message, 'url': f'{hub.url}/{repo_id}'},
+                                      {'X-Error-Code': 'RepoExists', 'X-Error-Message': message})
                 hub.repo_dir(repo_id).mkdir(parents=True)
                 return self._json(200, {'url': f'{hub.url}/{repo_id}', 'name': repo_id})
             if path == '/api/validate-yaml':
@@ -166,6 +179,8 @@ def _handler_for(hub: LoopbackHub):
         def do_PUT(self):
             self._log()
             path, body = urlsplit(self.path).path, self._body()
+            if self._dropped(path):
+                return
             m = re.fullmatch(r'/lfs-upload/([0-9a-f]{64})', path)
             if not m or hashlib.sha256(body).hexdigest() != m.group(1):
                 return self._error(400, 'BadRequest', 'LFS object does not match its oid')

@@ -129,6 +129,43 @@ def test_predict_rejects_non_images_and_missing_files(tmp_path, capsys):
     assert code == 2 and 'does not exist' in err
 
 
+def test_predict_reads_a_16_bit_grey_png_as_the_same_picture_in_8_bits(tmp_path, capsys, checkpoint_files):
+    _, folder = checkpoint_files
+    grey = np.random.default_rng(0).integers(0, 256, (48, 48), dtype=np.uint16)
+    png16, png8 = tmp_path / 'grey16.png', tmp_path / 'grey8.png'
+    Image.fromarray(grey * 257).save(png16)  # mode I;16: PIL's convert('RGB') alone would clip it to white
+    Image.fromarray(grey.astype(np.uint8)).save(png8)
+    code, out, err = run_cli(capsys, 'predict', 'resnet20', png16, png8, '--checkpoint', folder / 'resnet20.safetensors',
+                             '--json')
+    assert code == 0, err
+    wide, narrow = json.loads(out)['results']
+    assert wide['predictions'] == narrow['predictions']
+
+
+def test_predict_refuses_a_decompression_bomb(tmp_path, capsys):
+    from test_images import png_declaring
+    bomb = tmp_path / 'huge.png'
+    bomb.write_bytes(png_declaring(20000, 20000))
+    code, _, err = run_cli(capsys, 'predict', 'resnet20', bomb)
+    assert code == 2 and f'{bomb} is refused as a possible decompression bomb' in err and 'Traceback' not in err
+
+
+def test_nan_weights_are_refused_by_eval_and_predict(cifar_root, tmp_path, capsys, checkpoint_files):
+    model, _ = checkpoint_files
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state['head.fc.weight'][0, 0] = float('nan')
+    state['stem.norm.running_var'][0] = float('inf')
+    path = tmp_path / 'diverged.safetensors'
+    save_file(state, path)
+    image = tmp_path / 'x.png'
+    Image.new('RGB', (32, 32)).save(image)
+    for argv in (['eval', 'resnet20', '--data-dir', cifar_root, '--indices', '0:10', '--no-verify-md5'],
+                 ['predict', 'resnet20', image]):
+        code, out, err = run_cli(capsys, *argv, '--checkpoint', path)
+        assert code == 2 and f'{path} holds NaN or inf in 2 tensor(s)' in err and 'Traceback' not in err, err
+        assert 'top-1' not in out
+
+
 def test_bench_json(capsys):
     code, out, err = run_cli(capsys, 'bench', 'resnet20', '--device', 'cpu', '--batch-sizes', '1,4',
                              '--warmup', '1', '--repeats', '2', '--channels-last', '--json')

@@ -21,7 +21,7 @@ import pytest
 import timm
 import torch
 import yaml
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 import cifar_timm
 from cifar_timm import cli
@@ -157,6 +157,16 @@ def local_cases(published, tmp_path_factory):
     wrong_arch = tmp / 'wrong_arch'
     shutil.copytree(published['repo'], wrong_arch)
     shutil.copyfile(published['resnet32_weights'], wrong_arch / 'model.safetensors')
+    larger = tmp / 'larger'  # a whole resnet32 export saved under resnet20.c10: bigger, and not a damaged download
+    shutil.copytree(published['resnet32_weights'].parent, larger / name)
+    unrecorded = tmp / 'unrecorded'  # weights put where pretrained=True looks, for a tag no record vouches for
+    shutil.copytree(published['resnet32_weights'].parent, unrecorded / 'resnet32.c10')
+    random_bytes = tmp / 'random.safetensors'
+    random_bytes.write_bytes(os.urandom(4096))
+    nan_weights = tmp / 'nan.safetensors'
+    state = load_file(weights)
+    state['head.fc.bias'][3] = float('nan')
+    save_file(state, nan_weights)
 
     body = f'''
 out['published'] = sorted(cifar_timm.list_models(pretrained=True))
@@ -174,10 +184,21 @@ del os.environ['CIFAR_TIMM_WEIGHTS']
 out['wrong_arch_dir'] = load('local-dir:' + {str(wrong_arch)!r})
 out['wrong_arch_file'] = load('resnet20', pretrained_cfg_overlay=dict(file={str(published['resnet32_weights'])!r}))
 out['unpublished'] = load('resnet56')
+os.environ['CIFAR_TIMM_WEIGHTS'] = {str(larger)!r}
+out['larger_other_arch'] = load('resnet20.c10')
+os.environ['CIFAR_TIMM_WEIGHTS'] = {str(unrecorded)!r}
+out['unrecorded_untagged'] = load('resnet32')
+out['unrecorded_tag'] = load('resnet32.c10')
+out['unknown_tag'] = load('resnet20.c99')
+out['random_bytes_file'] = load('resnet20', pretrained_cfg_overlay=dict(file={str(random_bytes)!r}))
+out['missing_file'] = load('resnet20', pretrained_cfg_overlay=dict(file={str(tmp / 'nowhere.safetensors')!r}))
+out['nan_file'] = load('resnet20', pretrained_cfg_overlay=dict(file={str(nan_weights)!r}))
 '''
     env = scenario_env(tmp, published['tags_file'], f'http://127.0.0.1:{free_port()}')
     results = run_scenario(body, weights, env)
-    return results, {'good': good, 'bad_sha': bad_sha, 'truncated': truncated, 'wrong_arch': wrong_arch}
+    return results, {'good': good, 'bad_sha': bad_sha, 'truncated': truncated, 'wrong_arch': wrong_arch,
+                     'larger': larger, 'unrecorded': unrecorded, 'random_bytes': random_bytes, 'nan': nan_weights,
+                     'tmp': tmp}
 
 
 @pytest.fixture
@@ -226,6 +247,22 @@ def test_export_records_the_normalisation_a_run_used(tmp_path):
     config = json.loads((export / 'config.json').read_text())
     assert config['pretrained_cfg']['mean'] == list(mean) and config['pretrained_cfg']['std'] == list(std)
     assert model.pretrained_cfg['mean'] == cifar_timm.CIFAR10_MEAN  # the model itself is left as it was
+
+
+def test_export_weights_have_the_mode_of_the_other_files(tmp_path):
+    export = make_run_folder(tmp_path / 'run') / 'export'
+    modes = {p.name: p.stat().st_mode & 0o777 for p in export.iterdir()}
+    assert modes['model.safetensors'] == modes['config.json'] == modes['results.json'], modes  # not 0600
+
+
+def test_export_of_a_damaged_run_export_names_the_file(tmp_path, capsys):
+    run = make_run_folder(tmp_path / 'run')
+    weights = run / 'export' / 'model.safetensors'
+    weights.write_bytes(os.urandom(2048))
+    code = cli.main(['export', str(run), '--hub-dir', str(tmp_path / 'hub'), '--tags-file', str(tmp_path / 'tags.json')])
+    err = capsys.readouterr().err
+    assert code == 2 and f'{weights} is not a readable safetensors file' in err and 'Traceback' not in err
+    assert 'resume=auto' in err and not (tmp_path / 'hub').exists() and not (tmp_path / 'tags.json').exists()
 
 
 def test_export_rejects_incomplete_run_and_keeps_other_records(tmp_path):
@@ -309,6 +346,48 @@ def test_weights_of_another_architecture_are_refused(local_cases, published):
 def test_model_without_weights_says_so(local_cases):
     case = local_cases[0]['unpublished']
     assert case['error'] == 'WeightsNotFoundError' and 'resnet56 has no published weights' in case['message']
+
+
+def test_larger_file_of_another_architecture_is_not_called_truncated(local_cases):
+    results, paths = local_cases
+    case = results['larger_other_arch']
+    assert case['error'] == 'WeightsIntegrityError' and 'truncated' not in case['message']
+    assert str(paths['larger'] / NAME_TAG / 'model.safetensors') in case['message']
+    assert 'the config.json beside it says resnet32' in case['message'] and 'other weights' in case['message']
+
+
+def test_local_weights_without_a_record_are_named(local_cases):
+    results, paths = local_cases
+    found = str(paths['unrecorded'] / 'resnet32.c10' / 'model.safetensors')
+    untagged, tagged = results['unrecorded_untagged'], results['unrecorded_tag']
+    assert untagged['error'] == 'WeightsNotFoundError' and 'resnet32 has no published weights' in untagged['message']
+    assert tagged['error'] == 'WeightsNotFoundError' and 'Invalid pretrained tag' not in tagged['message']
+    assert "resnet32.c10: no weights are published under tag 'c10'; it has no published weights yet" in \
+        tagged['message']
+    for case in (untagged, tagged):
+        assert f'Found {found}, but no record' in case['message'] and 'pretrained_cfg_overlay' in case['message']
+
+
+def test_unknown_tag_lists_the_known_ones(local_cases):
+    case = local_cases[0]['unknown_tag']
+    assert case['error'] == 'WeightsNotFoundError' and case['user_error']
+    assert "resnet20.c99: no weights are published under tag 'c99'; its tags are c10" in case['message']
+
+
+def test_named_weights_file_that_is_missing_or_not_safetensors(local_cases):
+    results, paths = local_cases
+    case = results['random_bytes_file']
+    assert case['error'] == 'WeightsIntegrityError' and case['user_error']
+    assert f'{paths["random_bytes"]} is not a readable safetensors file' in case['message']
+    case = results['missing_file']
+    assert case['error'] == 'WeightsNotFoundError' and 'nowhere.safetensors does not exist' in case['message']
+
+
+def test_nan_weights_are_refused(local_cases):
+    results, paths = local_cases
+    case = results['nan_file']
+    assert case['error'] == 'NonFiniteWeightsError' and case['user_error']
+    assert f'{paths["nan"]} holds NaN or inf in 1 tensor(s) (e.g. head.fc.bias)' in case['message']
 
 
 # -------------------------------------------------------------------------------------------- loopback Hub
@@ -402,6 +481,22 @@ def test_publish_refuses_weights_that_differ_from_their_record(hub_client, publi
     assert not hub_client.requests
 
 
+@pytest.mark.filterwarnings('ignore::DeprecationWarning:httpx2')  # huggingface_hub's own LFS PUT
+def test_publish_says_what_a_failed_upload_left_on_the_hub(hub_client, published, tmp_path, capsys):
+    repo = tmp_path / NAME_TAG
+    shutil.copytree(published['repo'], repo)
+    hub_client.drop = ('/commit/',)  # the connection breaks when the files are committed
+    assert cli.main(['publish', str(repo), '--org', 'cifar-timm']) == 2
+    err = capsys.readouterr().err
+    assert 'the upload of cifar-timm/resnet20.c10 failed' in err and 'Traceback' not in err
+    assert ('cifar-timm/resnet20.c10 exists (created by this command) with 0 of the 4 files up to date; still to '
+            'upload: ') in err and 'model.safetensors' in err and 'Run the command again' in err
+    assert hub_client.files(HUB_ID) == {}
+    hub_client.drop = ()
+    assert cli.main(['publish', str(repo), '--org', 'cifar-timm']) == 0  # ...and again, it completes
+    assert hub_client.files(HUB_ID) == {p.name: p.read_bytes() for p in repo.iterdir()}
+
+
 # -------------------------------------------------------------------------------------------------- round trip
 
 def test_round_trip_train_export_load(cifar_root, tmp_path):
@@ -447,4 +542,5 @@ def test_hub_down_without_local_copy(offline_case):
     assert case['error'] == 'WeightsNotFoundError' and case['user_error']
     assert 'cannot reach the Hugging Face Hub' in case['message'] and 'CIFAR_TIMM_WEIGHTS' in case['message']
     assert 'hub/resnet20.c10' in case['message']
+    assert 'set HF_HUB_OFFLINE=1' in case['message']  # the way to skip huggingface_hub's ~25 s of retries
     assert not [p for p in results['cache'] if 'blobs' in p or p.endswith('.incomplete')]

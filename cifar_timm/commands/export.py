@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import CifarTimmError
-from ..hub import (DEFAULT_ORG, WEIGHTS_FILENAME, architecture_check, default_hub_dir, replace_dir_atomic,
-                   sha256_file, write_pretrained_tag)
+from ..hub import (DEFAULT_ORG, WEIGHTS_FILENAME, architecture_check, check_safetensors_readable, default_hub_dir,
+                   replace_dir_atomic, sha256_file, write_pretrained_tag)
 from ..model_card import CardFacts, render_card
 
 HELP = 'Turn a training run folder into a Hub repo hub/<model>.<tag>/ with a model card, and record its weights.'
@@ -131,6 +131,9 @@ def _check_weights(name_tag: str, weights: Path, architecture: str, model_args: 
     import timm
     from safetensors.torch import load_file
 
+    fix = (f'The run\'s export is damaged: restore {weights} from a copy (e.g. the pack it came in), or re-create it '
+           f'from the run\'s last checkpoint with `recipes/train.py ... output={weights.parent.parent} resume=auto`.')
+    check_safetensors_readable(weights, name_tag, fix)
     model = timm.create_model(architecture, **model_args)
     check = architecture_check(name_tag, weights, model.num_classes, classifier=None, first_conv=None)
     model.load_state_dict(check(load_file(weights), model))

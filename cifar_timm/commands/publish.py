@@ -60,7 +60,6 @@ def publish(folder: Path, org: str = DEFAULT_ORG, dry_run: bool = False, message
             token: Optional[str] = None) -> UploadPlan:
     """Check the folder, compare it with the Hub and (unless `dry_run`) upload what changed."""
     from huggingface_hub import HfApi, constants
-    from huggingface_hub.errors import HfHubHTTPError
 
     folder = Path(folder)
     weights_sha256 = check_folder(folder)
@@ -77,12 +76,36 @@ def publish(folder: Path, org: str = DEFAULT_ORG, dry_run: bool = False, message
         api.create_repo(repo_id, exist_ok=True)
         commit = api.upload_folder(folder_path=folder, repo_id=repo_id,
                                    commit_message=message or f'Upload {folder.name}', ignore_patterns=['.*', '**/.*'])
-    except HfHubHTTPError as e:
-        status = e.response.status_code if e.response is not None else None
-        hint = f'set HF_TOKEN to a token with write access to {org}' if status in (401, 403) else 'see above'
-        raise PublishError(f'the Hub refused the upload of {repo_id} ({e}); {hint}.') from e
+    except Exception as e:  # noqa: BLE001  HTTP refusals and the HTTP client's connection errors alike
+        raise PublishError(_upload_failure(api, folder, plan, e, org)) from e
     print(f'published {repo_id}: {commit.commit_url}')
     return plan
+
+
+def _upload_failure(api, folder: Path, before: UploadPlan, error: Exception, org: str) -> str:
+    """Why the upload failed and, read back from the Hub, what state it left the remote repo in."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    response = getattr(error, 'response', None) if isinstance(error, HfHubHTTPError) else None
+    status = getattr(response, 'status_code', None)
+    repo_id = before.repo_id
+    what = f'the Hub refused the upload of {repo_id}' if response is not None else f'the upload of {repo_id} failed'
+    hint = (f'set HF_TOKEN to a token with write access to {org}' if status in (401, 403)
+            else 'check the network, HF_ENDPOINT and HF_TOKEN')
+    after = plan_upload(api, folder, repo_id)
+    if not after.remote_reachable:
+        state = f'what {repo_id} holds now could not be read back ({after.remote_error})'
+    elif not after.repo_exists:
+        state = f'{repo_id} does not exist'
+    elif not after.changes:
+        state = f'{repo_id} holds every file nonetheless (the commit landed before the error)'
+    else:
+        created = '' if before.repo_exists else ' (created by this command)'
+        pending = after.add + after.update
+        state = (f'{repo_id} exists{created} with {len(after.unchanged)} of the {len(after.unchanged) + len(pending)} '
+                 f'files up to date; still to upload: {", ".join(pending)}')
+    return (f'{what} ({type(error).__name__}: {" ".join(str(error).split())[:300]}). On the Hub, {state}. '
+            f'Run the command again to finish ({hint}); a Hub commit is all or nothing, so no file is half-written.')
 
 
 def check_folder(folder: Path) -> Optional[str]:

@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 from timm.models import build_model_with_cfg, generate_default_cfgs, split_model_name_tag
 
 from ..constants import CIFAR10_CLASSES, CIFAR10_INPUT_SIZE, CIFAR10_MEAN, CIFAR10_NUM_CLASSES, CIFAR10_STD
-from ..hub import load_pretrained_tags, resolve_pretrained_kwargs
+from ..hub import check_pretrained_tag, load_pretrained_tags, resolve_pretrained_kwargs
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,8 @@ def create_cifar_model(model_cls: Callable, variant: str, pretrained: bool = Fal
     Families pass their own `feature_cfg` (e.g. `out_indices` = one per stage). With `pretrained`, the weights
     file is found ($CIFAR_TIMM_WEIGHTS, hub/, the Hub) and checked first, then timm loads it as a `file` overlay.
     """
+    if isinstance(kwargs.get('pretrained_cfg'), str):  # the tag of `name.tag`, which timm hands over this way
+        check_pretrained_tag(variant, kwargs['pretrained_cfg'])
     if pretrained:
         kwargs = resolve_pretrained_kwargs(variant, kwargs)
     return build_model_with_cfg(model_cls, variant, pretrained, **kwargs)

@@ -17,7 +17,7 @@ from typing import Any, Optional
 import torch
 from timm.models import save_for_hf
 
-from ..hub import replace_dir_atomic
+from ..hub import WEIGHTS_FILENAME, replace_dir_atomic
 
 EXPORT_DIR = 'export'
 RESULTS_FILE = 'results.json'
@@ -47,6 +47,8 @@ def save_hf_files(model: torch.nn.Module, folder: Path, model_args: Optional[dic
         save_for_hf(model, folder, model_args=model_args or None, safe_serialization=True)
     finally:
         model.pretrained_cfg = source_cfg
+    # safetensors creates its file owner-only (0600); give it the mode of its neighbours, as written under the umask
+    os.chmod(folder / WEIGHTS_FILENAME, (folder / 'config.json').stat().st_mode & 0o777)
 
 
 def git_sha() -> Optional[str]:
