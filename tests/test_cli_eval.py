@@ -135,8 +135,8 @@ def test_predict_reads_a_16_bit_grey_png_as_the_same_picture_in_8_bits(tmp_path,
     png16, png8 = tmp_path / 'grey16.png', tmp_path / 'grey8.png'
     Image.fromarray(grey * 257).save(png16)  # mode I;16: PIL's convert('RGB') alone would clip it to white
     Image.fromarray(grey.astype(np.uint8)).save(png8)
-    code, out, err = run_cli(capsys, 'predict', 'resnet20', png16, png8, '--checkpoint', folder / 'resnet20.safetensors',
-                             '--json')
+    code, out, err = run_cli(capsys, 'predict', 'resnet20', png16, png8,
+                             '--checkpoint', folder / 'resnet20.safetensors', '--json')
     assert code == 0, err
     wide, narrow = json.loads(out)['results']
     assert wide['predictions'] == narrow['predictions']

@@ -259,7 +259,8 @@ def test_export_of_a_damaged_run_export_names_the_file(tmp_path, capsys):
     run = make_run_folder(tmp_path / 'run')
     weights = run / 'export' / 'model.safetensors'
     weights.write_bytes(os.urandom(2048))
-    code = cli.main(['export', str(run), '--hub-dir', str(tmp_path / 'hub'), '--tags-file', str(tmp_path / 'tags.json')])
+    code = cli.main(['export', str(run), '--hub-dir', str(tmp_path / 'hub'),
+                     '--tags-file', str(tmp_path / 'tags.json')])
     err = capsys.readouterr().err
     assert code == 2 and f'{weights} is not a readable safetensors file' in err and 'Traceback' not in err
     assert 'resume=auto' in err and not (tmp_path / 'hub').exists() and not (tmp_path / 'tags.json').exists()

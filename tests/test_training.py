@@ -23,8 +23,8 @@ import torch
 from safetensors.torch import load_file
 
 import cifar_timm  # noqa: F401  (registers the models)
-from cifar_timm.training import (ConfigError, LabelPreservingMixup, NonFiniteLossError, TrainingInterrupted, load_config,
-                                  train)
+from cifar_timm.training import (ConfigError, LabelPreservingMixup, NonFiniteLossError, TrainingInterrupted,
+                                  load_config, train)
 from cifar_timm.training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
