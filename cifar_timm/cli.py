@@ -19,6 +19,8 @@ COMMANDS = {
     'bench': 'bench',
     'export': 'export',
     'publish': 'publish',
+    'tables': 'tables',
+    'plot': 'plot',
 }
 
 
