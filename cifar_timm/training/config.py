@@ -23,6 +23,7 @@ class ConfigError(CifarTimmError):
 DEFAULTS: dict[str, Any] = {
     'model': None,              # a registered timm model name, e.g. resnet20
     'model_args': {},           # kwargs for timm.create_model (user kwargs win over the entrypoint's)
+    'pretrained': False,        # start from the zoo's weights (a new classifier when the classes differ)
     'seed': 0,
     'deterministic': False,     # torch deterministic algorithms (exact resume / DDP checks), slower on GPU
     'epochs': 180,
@@ -36,7 +37,10 @@ DEFAULTS: dict[str, Any] = {
     'cpu_threads': 'auto',      # CPU only: auto (all cores, fewer while other processes keep cores busy) | N
     'sync_bn': False,           # SyncBatchNorm across processes; GPU only (ignored with a warning on CPU)
     'data': {
-        'dir': 'data',          # root holding cifar-10-batches-py/
+        'format': 'cifar10',    # cifar10 | imagefolder (the user's images: dir/<class name>/<image>, any size)
+        'dir': 'data',          # root holding cifar-10-batches-py/, or the ImageFolder tree
+        'test_dir': None,       # imagefolder: a tree with the same classes, tested once at the end
+        'name': None,           # imagefolder: the dataset's name in the model card (default: dir's folder name)
         'verify_md5': True,     # official md5 sums; the shared JPEG-rebuilt copy needs false
         'download': False,
         'val_size': 5000,       # held-out train images used for every decision; 0 = train on all 50k
@@ -57,6 +61,7 @@ DEFAULTS: dict[str, Any] = {
         'name': 'sgd',          # any timm optimizer: momentum (classical), sgd/nesterov (Nesterov), adamw, ...;
                                 # lookahead_<name> wraps it
         'lr': 0.1,
+        'body_lr_scale': 1.0,   # LR factor of all but the classifier (fine-tuning pretrained weights: e.g. 0.1)
         'momentum': 0.9,
         'weight_decay': 1e-4,
         'filter_bias_and_bn': False,  # timm: no weight decay on 1-d params (biases, norms)
@@ -214,6 +219,7 @@ def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
 _CHOICES = {
     'mixed_precision': ('auto', 'no', 'bf16', 'fp16'),
     'channels_last': ('auto', True, False),
+    'data.format': ('cifar10', 'imagefolder'),
     'data.loader': ('gpu', 'torchvision'),
     'data.pad_mode': ('constant', 'reflect'),
     'mixup.name': ('none', 'timm', 'label_preserving'),
@@ -246,6 +252,10 @@ def validate(config: dict[str, Any]) -> None:
     if config['batch_size'] % config['grad_accum_steps']:
         raise ConfigError(f'batch_size {config["batch_size"]} is not divisible by grad_accum_steps '
                           f'{config["grad_accum_steps"]}; batch_size is the global batch per optimizer step')
+    scale = config['optimizer']['body_lr_scale']
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+        raise ConfigError(f'`optimizer.body_lr_scale` must be a number > 0 (1.0 = the same LR everywhere), '
+                          f'got {scale!r}')
     if config['clip_grad']['mode'] and config['clip_grad']['value'] is None:
         raise ConfigError('clip_grad.mode is set but clip_grad.value is null; set e.g. clip_grad.value=1.0')
     resume = config['resume']

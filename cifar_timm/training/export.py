@@ -24,15 +24,19 @@ RESULTS_FILE = 'results.json'
 
 
 def write_export(output: Path, model: torch.nn.Module, model_args: dict[str, Any], results: dict[str, Any],
-                 data_config: Optional[dict[str, Any]] = None) -> Path:
-    """Write `output/export/` (config.json, model.safetensors, results.json), replacing an older export."""
+                 cfg_overlay: Optional[dict[str, Any]] = None) -> Path:
+    """Write `output/export/` (config.json, model.safetensors, results.json), replacing an older export.
+
+    `cfg_overlay` goes into config.json's pretrained cfg: the run's normalisation, or the classes of a run on the
+    user's own images (num_classes, label_names), which `timm.create_model('local-dir:...')` then reads back.
+    """
     final = Path(output) / EXPORT_DIR
     tmp = final.with_name(f'.{EXPORT_DIR}.tmp{os.getpid()}')
     shutil.rmtree(tmp, ignore_errors=True)
     model = model.to(memory_format=torch.contiguous_format)  # safetensors refuses channels_last weights
     # save_for_hf writes config.json from model.pretrained_cfg (its data_config argument is new in timm 1.0.31)
     source_cfg = model.pretrained_cfg
-    model.pretrained_cfg = {**source_cfg, **(data_config or {})}
+    model.pretrained_cfg = {**source_cfg, **(cfg_overlay or {})}
     try:
         save_for_hf(model, tmp, model_args=model_args or None, safe_serialization=True)
     finally:
