@@ -168,7 +168,12 @@ class _Run:
         cfg = self.config
         if not timm.is_model(cfg['model']):
             raise ConfigError(f'model {cfg["model"]!r} is not registered; run `cifar-timm list` for the names')
-        self.data = load_training_data(cfg['data'], timm.models.get_pretrained_cfg(cfg['model']).to_dict())
+        try:
+            model_cfg = timm.models.get_pretrained_cfg(cfg['model']).to_dict()
+        except RuntimeError as e:  # a tag that is not published
+            raise ConfigError(f'model {cfg["model"]!r}: {e} `cifar-timm list --pretrained` shows the published tags; '
+                              f'or name the architecture alone') from e
+        self.data = load_training_data(cfg['data'], model_cfg)
         (self.train_images, self.train_labels), (self.val_images, self.val_labels) = self.data.train, self.data.val
         self.micro_batch = cfg['batch_size'] // cfg['grad_accum_steps']
         if len(self.train_labels) < self.micro_batch:
@@ -202,6 +207,7 @@ class _Run:
                 raise ConfigError(f'model_args.num_classes={model_args["num_classes"]} but {self.data.name} has '
                                   f'{classes} class folders; leave num_classes out (it is set from the folders)')
         model = timm.create_model(cfg['model'], pretrained=cfg['pretrained'], **model_args)
+        self.model_args = model_args  # what rebuilds it: the export's config.json records them
         self.mean = tuple(cfg['data']['mean'] or model.pretrained_cfg['mean'])
         self.std = tuple(cfg['data']['std'] or model.pretrained_cfg['std'])
         self.num_classes = model.num_classes
@@ -467,7 +473,7 @@ class _Run:
         if self.data.own_images:  # which classes its outputs are
             results['label_names'] = list(self.data.classes)
             cfg_overlay.update(num_classes=len(self.data.classes), label_names=list(self.data.classes))
-        export = write_export(self.output, self._eval_model(), cfg['model_args'], results, cfg_overlay)
+        export = write_export(self.output, self._eval_model(), self.model_args, results, cfg_overlay)
         self.acc.print(f'{_test_summary(results)}; export in {export}')
         return results
 
