@@ -19,6 +19,7 @@ COMMANDS = {
     'bench': 'bench',
     'export': 'export',
     'publish': 'publish',
+    'convert': 'convert',
     'tables': 'tables',
     'plot': 'plot',
 }

@@ -192,7 +192,8 @@ The full recipe (`config.yaml` of the run; train with `python recipes/train.py -
 def _results_section(f: CardFacts) -> str:
     r = f.results
     val_row = (f'| validation split (held-out training images), final epoch; best epoch {_pct(f.best_val_top1)} | '
-               f'{_pct(r.get("top1_val"))} | | {_count(r.get("n_val"))} |\n' if r.get('top1_val') is not None else '')
+               f'{_pct(r.get("top1_val"))} | | {_count(r.get("n_val"))} |\n' if r.get('top1_val') is not None else ''
+               ) + _jpeg_gap_rows(r)
     if f.own_images:
         test_row = (f'| the test images of {f.dataset} (data.test_dir) | {_pct(r.get("top1_test"))} | '
                     f'{_interval(r.get("top1_test_ci95"))} | {r.get("n_test", 0):,} |\n'
@@ -248,3 +249,17 @@ def _memory_format(results: dict) -> str:
     if 'channels_last' not in results:
         return ''
     return ', channels_last' if results['channels_last'] else ', NCHW'
+
+
+def _jpeg_gap_rows(r: dict[str, Any]) -> str:
+    """Validation on its exact and JPEG-decoded parts, and the exact part after a JPEG round trip: how much the
+    mostly-JPEG training data costs on the clean images users have."""
+    if r.get('top1_val_exact') is None:
+        return ''
+    n_exact = r.get('n_val_exact')
+    rows = (f'| validation, its {f"{n_exact:,} " if n_exact else ""}exact images | {_pct(r["top1_val_exact"])} | | |\n'
+            f'| validation, its JPEG-decoded images | {_pct(r.get("top1_val_jpeg"))} | | |\n')
+    if r.get('top1_val_exact_as_jpeg') is not None:
+        rows += (f'| validation, the same exact images after a JPEG round trip (q75, 4:2:0) | '
+                 f'{_pct(r["top1_val_exact_as_jpeg"])} | | |\n')
+    return rows

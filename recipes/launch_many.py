@@ -4,11 +4,15 @@ Made for the lent GPU sessions (/work/.library/device): each call there is at mo
 (at most 8 files of 16 MiB, 64 MiB together) and small CIFAR models leave an H100 mostly idle, so several
 `recipes/train.py` processes share the GPU. Subcommands:
 
-  start   MODEL... --runs-dir runs --data-dir D [-j N] [--set k=v ...] [--set-for MODEL k=v ...] [--stop-after MIN]
+  start   [--queue FILE] [MODEL | NAME=RECIPE]... --runs-dir runs --data-dir D [-j N] [--set k=v ...]
+          [--set-for NAME k=v ...] [--stop-after MIN]
           checks every config, then detaches a supervisor (its own process session: the calling shell may return)
-          that runs `train.py --config recipes/configs/MODEL.yaml output=RUNS/MODEL resume=auto ...` for each,
-          at most N at a time, in the order given; each run logs to RUNS/MODEL/train.log. --stop-after stops
-          them all (with checkpoints) after MIN minutes, before a lease runs out.
+          that runs `train.py --config recipes/configs/RECIPE.yaml output=RUNS/NAME resume=auto ...` for each,
+          at most N at a time (default 1 on a CPU-only machine, where two trainings only slow each other, 4 with a
+          GPU), in the order given; each run logs to RUNS/NAME/train.log. A queue file (recipes/queues/*.yaml)
+          lists runs and shared overrides: the CPU weights campaign restarts from it every session, finished runs
+          skipped, stopped ones resumed. --stop-after stops them all (with checkpoints) after MIN minutes.
+  export  `cifar-timm export` of every finished run named <model>.<tag> into hub/ (commit hub/ and the record).
   status  one line per run: state, epoch reached, last validation top-1, epoch time, ETA (--json: all numbers;
           --follow S: repeat every S seconds while runs are left, up to --max-wait: the polling call).
   stop    SIGTERM to every training (each saves a checkpoint and exits 143; `start` again resumes) and the
@@ -53,8 +57,10 @@ RUN_LOG = 'train.log'
 # it: it starts the runs that --stop-after times. Hence its own two helpers below; the other commands import
 # cifar_timm's helpers where they need them.
 SIGTERM_EXIT = 128 + signal.SIGTERM  # train.py's exit code after saving a checkpoint (loop.SIGTERM_EXIT_CODE)
-# Overrides every launched run gets first; --set wins over them. bf16 + channels_last is the GPU recipe setting.
-DEFAULT_SETS = ('mixed_precision=bf16', 'channels_last=true')
+# Overrides every launched run gets first; --set wins over them. None: the configs' `auto` precision and memory format
+# already pick bf16 + channels_last on GPUs and bf16-capable CPUs, and fp32 where bf16 is only emulated (an AVX2-only
+# CPU trains resnet20 in forced bf16 several times slower than in fp32).
+DEFAULT_SETS: tuple[str, ...] = ()
 # Set by the launcher itself (the launcher relies on them), after --set.
 FIXED_SETS = ('resume=auto', 'log.progress=false')
 MIB = 2 ** 20
@@ -139,8 +145,16 @@ def start(args: argparse.Namespace) -> int:
     if launcher_alive(old, runs):
         raise LaunchError(f'a launcher is already running in {runs} (pid {old["supervisor_pid"]}); poll it with '
                           f'`status`, or `stop` it first (runs resume where they stopped)')
+    if args.concurrency is None:
+        import torch
+        args.concurrency = 4 if torch.cuda.is_available() else 1
     if args.concurrency < 1:
         raise LaunchError(f'--concurrency must be at least 1, got {args.concurrency}')
+    if args.queue:
+        queued, queue_sets = read_queue(args.queue)
+        args.models, args.set = [*queued, *args.models], [*queue_sets, *args.set]
+    if not args.models:
+        raise LaunchError('nothing to start: name runs (MODEL or NAME=RECIPE) or pass --queue FILE')
     data_dir = Path(args.data_dir).resolve()
     if not (data_dir / 'cifar-10-batches-py').is_dir():
         raise LaunchError(f'--data-dir {data_dir} holds no cifar-10-batches-py/; build it first with '
@@ -186,6 +200,26 @@ def split_run_spec(spec: str) -> tuple[str, str]:
         raise LaunchError(f'bad run {spec!r}: write NAME=RECIPE, NAME a plain folder name (e.g. '
                           f'resnet20.he_c10=resnet20)')
     return name, recipe
+
+
+def read_queue(path: Path) -> tuple[list[str], list[str]]:
+    """A queue file (recipes/queues/*.yaml): `runs` of {run: NAME, recipe: RECIPE} in training order and `sets`
+    for all of them; returns (run specs NAME=RECIPE, sets)."""
+    import yaml
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise LaunchError(f'cannot read the queue {path}: {e}') from e
+    runs, sets = data.get('runs'), data.get('sets') or []
+    if not isinstance(runs, list) or not runs or not isinstance(sets, list):
+        raise LaunchError(f'{path}: a queue needs `runs:` (a list of {{run: NAME, recipe: RECIPE}}) and optionally '
+                          f'`sets:` (a list of KEY=VALUE)')
+    specs = []
+    for i, entry in enumerate(runs):
+        if not isinstance(entry, dict) or set(entry) != {'run', 'recipe'}:
+            raise LaunchError(f'{path}: runs[{i}] is {entry!r}; write {{run: NAME, recipe: RECIPE}}')
+        specs.append(f'{entry["run"]}={entry["recipe"]}')
+    return specs, [str(item) for item in sets]
 
 
 def _plan_run(spec: str, runs: Path, sets: list[str]) -> dict[str, Any]:
@@ -358,13 +392,14 @@ def print_status(records: list[dict[str, Any]]) -> None:
     if not records:
         print('no runs')
         return
+    width = max(len(r['name']) for r in records)
     for r in records:
         val = f'val {r["val_top1"]:6.2f}%' if r['val_top1'] is not None else 'val    -   '
         epoch_time = f'{r["epoch_time_s"]:7.2f} s/epoch' if r['epoch_time_s'] is not None else '      - s/epoch'
         eta = f'eta {r["eta_s"] / 60:6.1f} min' if r['eta_s'] else ''
         exact = f'exact {r["top1_exact"]:.2f}%' if r.get('top1_exact') is not None else ''
         rc = f'exit {r["returncode"]}' if r['state'] == 'failed' else ''
-        print(f'{r["name"]:22s} {r["state"]:10s} epoch {r["epochs_done"]:4d}/{r["epochs"] or "?":<4} {val} '
+        print(f'{r["name"]:{width}s} {r["state"]:10s} epoch {r["epochs_done"]:4d}/{r["epochs"] or "?":<4} {val} '
               f'{epoch_time} {eta} {exact} {rc}'.rstrip())
 
 
@@ -510,6 +545,40 @@ def pack(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------------------- export
+
+def export(args: argparse.Namespace) -> int:
+    """`cifar-timm export` for every finished run named <model>.<tag>: hub/<model>.<tag>/ and its record."""
+    from cifar_timm.commands.export import export_run
+    from cifar_timm.hub import default_hub_dir, sha256_file
+    runs = Path(args.runs_dir)
+    hub = Path(args.hub_dir) if args.hub_dir else default_hub_dir()
+    exported, skipped = [], []
+    for record in collect_status(runs):
+        folder = runs / record['name']
+        model, _, tag = record['name'].partition('.')
+        if record['state'] != 'finished':
+            continue
+        if not tag or model != (read_json(folder / 'export' / 'results.json') or {}).get('model'):
+            skipped.append(f'{record["name"]} (not named <model>.<tag>: export it with `cifar-timm export '
+                           f'{folder} --tag TAG`)')
+            continue
+        published = hub / record['name'] / 'model.safetensors'
+        if published.is_file() and sha256_file(published) == sha256_file(folder / 'export' / 'model.safetensors'):
+            continue  # already exported: nothing to redo
+        repo = export_run(folder, tag=tag, hub_dir=args.hub_dir, force=args.force)
+        exported.append(repo)
+        print(f'exported {record["name"]}: {repo} (exact test top-1 {record.get("top1_exact")}%)')
+    for item in skipped:
+        print(f'skipped {item}')
+    if exported:
+        print('commit each with its record, e.g. `git add hub/ cifar_timm/models/pretrained_tags.json`, then run '
+              '`pytest tests/test_published_weights.py`')
+    else:
+        print('nothing new to export')
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------------- unpack
 
 def unpack(args: argparse.Namespace) -> int:
@@ -582,16 +651,20 @@ def _extract_meta(data: bytes, runs: Path) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='launch_many.py', description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest='command', required=True, metavar='{start,status,stop,pack,unpack}')
+    sub = parser.add_subparsers(dest='command', required=True, metavar='{start,status,stop,export,pack,unpack}')
 
     def runs_dir(p: argparse.ArgumentParser) -> None:
         p.add_argument('--runs-dir', default='runs', help='folder of the run folders (default runs)')
 
     p = sub.add_parser('start', help='check the configs, then train them in a detached supervisor')
-    p.add_argument('models', nargs='+', help='recipe names (recipes/configs/NAME.yaml) or YAML paths, run in order')
+    p.add_argument('models', nargs='*', help='recipe names (recipes/configs/NAME.yaml), YAML paths, or NAME=RECIPE to '
+                                            'name the run folder; run in order, after those of --queue')
+    p.add_argument('--queue', type=Path, default=None,
+                   help='a queue file (recipes/queues/*.yaml): its runs first, its sets before --set')
     runs_dir(p)
     p.add_argument('--data-dir', required=True, help='root holding cifar-10-batches-py/')
-    p.add_argument('--concurrency', '-j', type=int, default=4, help='trainings at a time (default 4)')
+    p.add_argument('--concurrency', '-j', type=int, default=None,
+                   help='trainings at a time (default 4 with a GPU, 1 on a CPU-only machine)')
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                    help=f'override for every run, after the defaults {" ".join(DEFAULT_SETS)} (repeatable)')
     p.add_argument('--stop-after', type=float, default=None, metavar='MINUTES',
@@ -625,6 +698,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--checkpoints-only', action='store_true',
                    help='no export weights: a pack to carry to a device so unfinished runs resume there')
     p.set_defaults(func=pack)
+
+    p = sub.add_parser('export', help='publish every finished <model>.<tag> run into hub/ (cifar-timm export)')
+    runs_dir(p)
+    p.add_argument('--hub-dir', default=None, help='folder of Hub repos (default: hub/ of this checkout)')
+    p.add_argument('--force', action='store_true', help='replace published weights of the same name')
+    p.set_defaults(func=export)
 
     p = sub.add_parser('unpack', help='join the files of one or more packs back into the runs folder')
     p.add_argument('dirs', nargs='+', help='folders holding manifest-v*.json and its files')

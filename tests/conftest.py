@@ -1,5 +1,6 @@
 """Shared fixtures. The CIFAR-10 copy is built once per run from ../shared/cifar10 (or taken from
-$CIFAR_TIMM_TEST_DATA, which .ci/run sets); tests that need it are skipped with the reason when neither exists."""
+$CIFAR_TIMM_TEST_DATA, which .ci/run sets); tests that need it are skipped with the reason when neither exists, and
+so are the tests of the sources' published checkpoints when ../shared/peer_weights is absent."""
 from __future__ import annotations
 
 import os
@@ -11,6 +12,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR10 = REPO_ROOT.parent / 'shared' / 'cifar10'
+SHARED_PEER_WEIGHTS = REPO_ROOT.parent / 'shared' / 'peer_weights'
 
 
 @pytest.fixture(scope='session')
@@ -25,3 +27,11 @@ def cifar_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp('cifar10')
     subprocess.run([sys.executable, str(build_script), str(root)], check=True, capture_output=True)
     return root
+
+
+@pytest.fixture(scope='session')
+def peer_weights_dir() -> Path:
+    """The sources' published checkpoints, as ../shared/peer_weights keeps them (see its README)."""
+    if not SHARED_PEER_WEIGHTS.is_dir():
+        pytest.skip(f'no peer checkpoints: {SHARED_PEER_WEIGHTS} is absent')
+    return SHARED_PEER_WEIGHTS

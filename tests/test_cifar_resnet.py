@@ -68,6 +68,26 @@ def test_option_a_shortcut_subsamples_and_zero_pads_both_sides():
     assert not out[:, :8].any() and not out[:, 24:].any()
 
 
+def test_fattorib_layout_downsamples_at_the_end_of_stages_1_and_2():
+    model = timm.create_model('resnet20_fattorib').eval()
+    # the last block of stages 1 and 2 strides and widens on its second conv, with an option-A shortcut
+    for stage, (in_chs, out_chs) in ((0, (16, 32)), (1, (32, 64))):
+        last = model.stages[stage][-1]
+        assert (last.conv1.in_channels, last.conv1.out_channels, last.conv1.stride) == (in_chs, in_chs, (1, 1))
+        assert (last.conv2.in_channels, last.conv2.out_channels, last.conv2.stride) == (in_chs, out_chs, (2, 2))
+        assert last.bn1.num_features == in_chs and isinstance(last.downsample, ZeroPadShortcut)
+        assert all(block.downsample is None for block in model.stages[stage][:-1])
+    # stage 3 holds n full 64-channel blocks at 8x8
+    assert all(b.conv1.in_channels == 64 and b.downsample is None for b in model.stages[2])
+    assert [(f['num_chs'], f['reduction']) for f in model.feature_info] == [(32, 2), (64, 4), (64, 4)]
+    with torch.no_grad():
+        assert model.forward_features(torch.randn(2, 3, 32, 32)).shape == (2, 64, 8, 8)
+    with pytest.raises(ValueError, match='BasicBlock'):
+        timm.create_model('xresnet20', stage_downsample='last')
+    with pytest.raises(ValueError, match='first'):
+        timm.create_model('resnet20', stage_downsample='middle')
+
+
 def test_block_dropout_adds_dropout2d_after_each_block_bn_and_no_params():
     plain = timm.create_model('resnet20').eval()
     dropped = timm.create_model('resnet20', block_dropout=0.03)

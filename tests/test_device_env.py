@@ -68,7 +68,7 @@ def test_builds_the_dataset_once_and_reports_versions(tmp_path):
     assert f'dir={tmp_path / "data"}' in first.stdout
     assert f'path={REPO}' in first.stdout
     report = next(line for line in first.stdout.splitlines() if line.startswith('device_env: '))
-    assert 'torch ' in report and 'timm ' in report and 'accelerate ' in report and '34 models' in report
+    assert 'torch ' in report and 'timm ' in report and 'accelerate ' in report and '38 models' in report
 
     second = _source(tmp_path, carry)
     assert second.returncode == 0, second.stderr

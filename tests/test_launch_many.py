@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -19,9 +21,9 @@ TINY = ['--set', "mixed_precision='no'", '--set', 'channels_last=false', '--set'
 LIMITS = dict(files=4, file_mib=0.5, total_mib=1.5)
 
 
-def launch(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+def launch(*args: str, check: bool = True, env: Optional[dict] = None) -> subprocess.CompletedProcess:
     result = subprocess.run([sys.executable, str(LAUNCH), *map(str, args)], cwd=REPO, capture_output=True,
-                            text=True, timeout=300)
+                            text=True, timeout=300, env=None if env is None else {**os.environ, **env})
     if check:
         assert result.returncode == 0, result.stdout + result.stderr
     return result
@@ -149,3 +151,33 @@ def test_stop_after_checkpoints_every_run(runs, cifar_root):
     records = wait_until(lambda r: r['resnet20']['state'] not in ('queued', 'running'), runs)
     assert records['resnet20']['state'] == 'stopped' and records['resnet20']['latest_checkpoint']
     assert records['resnet20']['epochs_done'] < 1000
+
+
+def test_queue_file_runs_named_runs_one_at_a_time_and_exports_them(runs, cifar_root, tmp_path):
+    """The CPU campaign: a queue file names each run <model>.<tag>; one recipe may run under two names; `export`
+    publishes every finished one under its tag, and a second `export` has nothing new to do."""
+    queue = tmp_path / 'queue.yaml'
+    queue.write_text('sets: [data.verify_md5=false]\n'
+                     'runs:\n  - {run: resnet20.t_a, recipe: resnet20}\n  - {run: resnet20.t_b, recipe: resnet20}\n')
+    pairs = [TINY[i:i + 2] for i in range(0, len(TINY), 2)]
+    tiny = [item for pair in pairs if pair[1] != 'data.verify_md5=false' for item in pair]  # the queue sets it
+    launch('start', '--queue', queue, '--runs-dir', runs, '--data-dir', cifar_root, *tiny,
+           '--set-for', 'resnet20.t_b', 'seed=1')
+    records = wait_until(lambda r: all(x['state'] in ('finished', 'failed') for x in r.values()), runs)
+    assert [records[n]['state'] for n in ('resnet20.t_a', 'resnet20.t_b')] == ['finished', 'finished']
+    assert records['resnet20.t_a']['concurrency'] == 1  # the CPU default: one training at a time
+    log = (runs / 'launcher.log').read_text()
+    assert log.index('resnet20.t_a finished') < log.index('resnet20.t_b started')
+
+    env = {'CIFAR_TIMM_HUB_DIR': str(tmp_path / 'hub'), 'CIFAR_TIMM_PRETRAINED_TAGS': str(tmp_path / 'tags.json')}
+    printed = launch('export', '--runs-dir', runs, env=env).stdout
+    assert 'exported resnet20.t_a' in printed and 'exported resnet20.t_b' in printed
+    tags = json.loads((tmp_path / 'tags.json').read_text())
+    assert set(tags) == {'resnet20.t_a', 'resnet20.t_b'}
+    assert tags['resnet20.t_a']['sha256'] == sha256(runs / 'resnet20.t_a' / 'export' / 'model.safetensors')
+    assert 'nothing new to export' in launch('export', '--runs-dir', runs, env=env).stdout
+
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text('runs:\n  - resnet20\n')
+    result = launch('start', '--queue', bad, '--runs-dir', tmp_path / 'other', '--data-dir', cifar_root, check=False)
+    assert result.returncode == 2 and '{run: NAME, recipe: RECIPE}' in result.stderr

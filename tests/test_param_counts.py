@@ -12,6 +12,9 @@ SPEC_PARAMS = {
     # He et al. option A (spec §4.1)
     'resnet20': 269_722, 'resnet32': 464_154, 'resnet44': 658_586, 'resnet56': 853_018,
     'resnet110': 1_727_962, 'resnet1202': 19_421_274,
+    # fattorib's own layout: downsampling at the end of stages 1 and 2 (spec §4.2)
+    'resnet20_fattorib': 304_378, 'resnet32_fattorib': 498_810, 'resnet44_fattorib': 693_242,
+    'resnet56_fattorib': 887_674,
     # bag-of-tricks family, seed 1 (spec §1, §2)
     'xresnet20': 273_114, 'xresnet32': 467_546, 'xresnet44': 661_978, 'xresnet56': 856_410,
     'mxresnet20': 273_114, 'mxresnet32': 467_546, 'mxresnet44': 661_978, 'mxresnet56': 856_410,

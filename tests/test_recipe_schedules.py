@@ -52,6 +52,7 @@ EXPECTED = {
     'se_mxresnet20': (180, lambda e: warmup_cosine_lr(e + 1, 0.1, 5, 180)),  # §2.4 "+ cosine decay", per step
     'vgg7_bn': (100, lambda e: step_lr(e, 3e-3, (50, 75))),  # §3.5 AdamW, MultiStepLR [50, 75]
     'cifarnet': (200, lambda e: warmup_cosine_lr(e + 1, 0.1, 5, 200)),  # ours: 5 warm-up epochs, cosine, per step
+    'resnet20_short': (30, lambda e: warmup_cosine_lr(e + 1, 0.1, 2, 30)),  # the CPU campaign's short recipe
     'efficient_resnet24': (200, lambda e: cosine_lr(e, 0.1, 200)),  # §6.2 CosineAnnealingLR(T_max=200), per epoch
     'resnet18_cifar': (200, lambda e: cosine_lr(e, 0.1, 200)),  # issue 6: cosine over 200 epochs
 }
@@ -91,6 +92,7 @@ OPTIMIZERS = {
     'vgg7_bn': ('AdamW', None, 0.1, 'all'),  # §3.5: AdamW wd 0.1 on all params
     'densenet86_bc_k12': ('AdamW', None, 0.1, 'all'),
     'cifarnet': ('SGD', True, 5e-4, 'kernels'),  # ours
+    'resnet20_short': ('SGD', True, 5e-4, 'kernels'),  # the CPU campaign's short recipe
     'efficient_resnet24': ('Lookahead', False, 5e-4, 'all'),  # §6.2: Lookahead(SGD momentum, k 5, alpha 0.5)
     'resnet18_cifar': ('SGD', True, 5e-4, 'all'),  # issue 6: SGD-Nesterov, wd 5e-4
 }

@@ -24,9 +24,22 @@ PUBLISHED = {
     'densenet103_bc_k16', 'cifarnet', 'resnet50_4s', 'efficient_resnet24', 'resnet18_cifar',
 }
 
+# The CPU campaign's short recipe (issue 13, recipes/queues/cpu.yaml): <model>_short.yaml.
+SHORT = {'resnet20', 'cifarnet', 'xresnet20', 'vgg7_bn', 'hybrid_resnet26', 'resnet32', 'se_mxresnet20',
+         'se_mxresnext29_16x2d'}
+
 
 def test_every_published_weight_has_a_recipe():
-    assert {p.stem for p in CONFIGS} == PUBLISHED
+    assert {p.stem for p in CONFIGS} == PUBLISHED | {f'{m}_short' for m in SHORT}
+
+
+def test_cpu_queue_names_existing_recipes_and_their_models():
+    import yaml
+    queue = yaml.safe_load((CONFIGS[0].parents[1] / 'queues' / 'cpu.yaml').read_text())
+    for entry in queue['runs']:
+        model, tag = entry['run'].split('.')
+        assert load_config(CONFIGS[0].parent / f'{entry["recipe"]}.yaml', [])['model'] == model, entry
+        assert tag.endswith('_c10')
 
 
 @pytest.mark.filterwarnings('ignore:scheduler.warmup_epochs')  # one epoch cannot hold the warm-up
@@ -35,7 +48,8 @@ def test_recipe_trains_a_few_steps(path, cifar_root, tmp_path):
     config = load_config(path, [
         f'data.dir={cifar_root}', 'data.verify_md5=false', 'data.limit=8', 'data.val_limit=0', 'data.test_limit=8',
         'batch_size=8', 'epochs=1', f'output={tmp_path}', 'log.progress=false', 'log.tensorboard=false'])
-    assert config['model'] == path.stem
+    model = path.stem.removesuffix('_short')
+    assert config['model'] == model
     results = train(config)
-    assert results['model'] == path.stem and results['n_test'] == 8
-    assert json.loads((tmp_path / 'export' / 'config.json').read_text())['architecture'] == path.stem
+    assert results['model'] == model and results['n_test'] == 8
+    assert json.loads((tmp_path / 'export' / 'config.json').read_text())['architecture'] == model

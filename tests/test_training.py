@@ -6,6 +6,7 @@ would (`python` or `accelerate launch`).
 """
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -171,7 +172,17 @@ def test_sigterm_saves_a_checkpoint(cifar_root, tmp_path):
     assert proc.returncode == 143, output
     assert 'SIGTERM: saved' in output and 'resume=auto' in output
     ckpt = latest_checkpoint(out / 'checkpoints')
-    assert ckpt is not None and load_checkpoint(ckpt)['num_updates'] >= 4
+    state = load_checkpoint(ckpt)
+    assert ckpt is not None and state['num_updates'] >= 4
+
+    # Resumed to the end of the interrupted epoch: its row counts the whole epoch (64 images), not only the steps
+    # after the resume, so status' epoch times and ETAs stay right.
+    resumed = run_script(tiny(cifar_root, out, f'epochs={state["epoch"] + 1}', 'resume=auto'))
+    output, _ = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, output
+    last = list(csv.DictReader((out / 'metrics.csv').open()))[-1]
+    assert int(last['epoch']) == state['epoch']
+    assert float(last['images_per_s']) * float(last['epoch_time_s']) == pytest.approx(64, rel=0.01)
 
 
 def test_sigkill_and_resume_matches_uninterrupted_run(cifar_root, tmp_path):

@@ -28,7 +28,7 @@ DEFAULT_TAG = 'c10'
 DEFAULT_LICENSE = 'apache-2.0'  # the project's licence, under which weights trained here are published
 # Numbers copied from results.json into the record (`cifar-timm list --pretrained` shows them).
 RECORD_RESULT_KEYS = ('top1_exact', 'top1_exact_ci95', 'n_exact', 'top1_test', 'top1_test_ci95', 'n_test', 'top1_val',
-                      'epochs', 'train_time_s', 'hardware')
+                      'top1_val_exact', 'top1_val_jpeg', 'top1_val_exact_as_jpeg', 'epochs', 'train_time_s', 'hardware')
 _TAG_PATTERN = re.compile(r'^[a-z0-9][a-z0-9_]*$')
 
 

@@ -27,6 +27,7 @@ HELP = 'Regenerate the model table in README.md and the results in docs/results.
 # An origin not named here is shown as its URL's owner/repo, after these.
 SOURCE_PROJECTS = {
     'https://github.com/akamaster/pytorch_resnet_cifar10': 'He et al. 2015, option A',
+    'https://github.com/fattorib/ResNets-CIFAR10': 'fattorib/ResNets-CIFAR10 (downsampling at stage ends)',
     'https://github.com/iamVarunAnand/image_classification': 'bag of tricks (iamVarunAnand)',
     'https://github.com/theabhirath/cifar10-experiments': 'cifar10-experiments (theabhirath)',
     'https://github.com/culpritgene/fineopia': 'Stepik report (fineopia)',

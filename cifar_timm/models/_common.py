@@ -13,7 +13,9 @@ from typing import Any, Callable, Optional
 
 from timm.models import build_model_with_cfg, generate_default_cfgs, split_model_name_tag
 
-from ..constants import CIFAR10_CLASSES, CIFAR10_INPUT_SIZE, CIFAR10_MEAN, CIFAR10_NUM_CLASSES, CIFAR10_STD
+from ..constants import (
+    CIFAR10_CLASSES, CIFAR10_INPUT_SIZE, CIFAR10_MEAN, CIFAR10_NAME, CIFAR10_NUM_CLASSES, CIFAR10_STD,
+)
 from ..hub import load_pretrained_tags, resolve_pretrained_kwargs
 
 
@@ -69,12 +71,19 @@ def cifar_default_cfgs(
     entries: dict[str, dict[str, Any]] = {}
     for name, cfg in cfgs.items():
         tags = {k: v for k, v in published.items() if split_model_name_tag(k)[0] == name}
-        for name_tag, overlay in sorted(tags.items()):
+        # timm's default tag is an architecture's first cfg: its best weights on the validation split
+        for name_tag, overlay in sorted(tags.items(), key=_best_validation_first):
             entries[name_tag] = {**cfg, **_cfg_fields(overlay)}
         if not tags:
             entries[name] = cfg
         SOURCE_RESULTS[name] = (source_top1 or {}).get(name)
     return generate_default_cfgs(entries)
+
+
+def _best_validation_first(item: tuple[str, dict[str, Any]]) -> tuple[bool, float, str]:
+    top1_val = (item[1].get('results') or {}).get('top1_val')
+    own_images = item[1].get('dataset', CIFAR10_NAME) != CIFAR10_NAME  # a user's own classes: never the default
+    return (own_images, -top1_val if top1_val is not None else float('inf'), item[0])
 
 
 def _cfg_fields(overlay: dict[str, Any]) -> dict[str, Any]:

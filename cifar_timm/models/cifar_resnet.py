@@ -3,6 +3,8 @@
 Architectures and parameter counts follow ../shared/specs/architectures.md (sections cited per entrypoint):
 * He et al. option A (§4.1): resnet20/32/44/56/110/1202, post-activation basic blocks and a parameter-free
   zero-pad shortcut; `block_dropout` adds fineopia's Dropout2d after each block BN (§5.1).
+* fattorib/ResNets-CIFAR10 (§4.2): resnet20/32/44/56_fattorib, the same blocks and shortcut with the downsampling
+  at the end of stages 1 and 2 (`stage_downsample='last'`), so stage 3 holds n full 64-channel blocks.
 * Bag of tricks, iamVarunAnand/image_classification (§2): xresnet/mxresnet/se_mxresnet 20-56 and the
   xresnet29/xresnext29 bottlenecks. Pre-activation blocks, a ResNet-D shortcut on the pre-activated input,
   TF/Keras 'same' padding, BN+act then [avg, max] pooling in the head (timm 'fastcatavgmax': the numbers of
@@ -144,7 +146,10 @@ def create_shortcut(
 
 
 class BasicBlock(nn.Module):
-    """Post-activation basic block: conv-BN-[drop]-act-conv-BN-[drop]-(attn), add the shortcut, act."""
+    """Post-activation basic block: conv-BN-[drop]-act-conv-BN-[drop]-(attn), add the shortcut, act.
+
+    The first conv strides and widens, unless `reduce_last`: then the second does (fattorib's end-of-stage block).
+    """
     preact = False
 
     def __init__(
@@ -155,16 +160,18 @@ class BasicBlock(nn.Module):
             downsample: Optional[nn.Module] = None,
             conv_bias: bool = False,
             block_dropout: float = 0.,
+            reduce_last: bool = False,
             act_layer: Type[nn.Module] = nn.ReLU,
             norm_layer: Type[nn.Module] = nn.BatchNorm2d,
             attn_layer: Optional[Type[nn.Module]] = None,
     ):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_chs, out_chs, 3, stride=stride, padding=1, bias=conv_bias)
-        self.bn1 = norm_layer(out_chs)
+        mid_chs, stride1, stride2 = (in_chs, 1, stride) if reduce_last else (out_chs, stride, 1)
+        self.conv1 = nn.Conv2d(in_chs, mid_chs, 3, stride=stride1, padding=1, bias=conv_bias)
+        self.bn1 = norm_layer(mid_chs)
         self.drop1 = nn.Dropout2d(block_dropout) if block_dropout else nn.Identity()
         self.act1 = act_layer(inplace=True)
-        self.conv2 = nn.Conv2d(out_chs, out_chs, 3, padding=1, bias=conv_bias)
+        self.conv2 = nn.Conv2d(mid_chs, out_chs, 3, stride=stride2, padding=1, bias=conv_bias)
         self.bn2 = norm_layer(out_chs)
         self.drop2 = nn.Dropout2d(block_dropout) if block_dropout else nn.Identity()
         self.se = create_attn(attn_layer, out_chs)
@@ -264,8 +271,13 @@ class PreActBottleneck(nn.Module):
         return x + shortcut
 
 
-# Options only some blocks take (conv_bias, block_dropout: BasicBlock; cardinality, base_width: PreActBottleneck).
-BLOCK_OPTION_DEFAULTS: Dict[str, Any] = dict(conv_bias=False, block_dropout=0., cardinality=1, base_width=16)
+# Options only some blocks take (conv_bias, block_dropout, reduce_last: BasicBlock; cardinality, base_width:
+# PreActBottleneck).
+BLOCK_OPTION_DEFAULTS: Dict[str, Any] = dict(
+    conv_bias=False, block_dropout=0., reduce_last=False, cardinality=1, base_width=16)
+# Where a stage changes resolution and width: in its first block (all but the first stage; He et al.) or in its last
+# block (all but the last stage; fattorib).
+STAGE_DOWNSAMPLE = ('first', 'last')
 BlockType = Union[Type[BasicBlock], Type[PreActBasicBlock], Type[PreActBottleneck]]
 
 
@@ -285,6 +297,7 @@ class CifarResNet(CifarClassifier):
             stem_layers: Sequence[str] = ('conv', 'norm', 'act'),
             stem_attn_layer: Optional[LayerType] = None,
             shortcut: str = 'zero_pad',
+            stage_downsample: str = 'first',
             stage1_proj: bool = False,
             shortcut_bn: bool = True,
             shortcut_norm_layer: Optional[LayerType] = None,
@@ -311,6 +324,9 @@ class CifarResNet(CifarClassifier):
             stem_width: channels of the stem conv.
             stem_layers: the stem in order, from 'conv' (3x3, stride 1), 'norm', 'act', 'attn' (`stem_attn_layer`).
             shortcut: projecting shortcut: 'zero_pad' (option A), 'conv' (1x1 conv + BN) or 'avg_conv' (ResNet-D).
+            stage_downsample: 'first': the first block of every stage but the first halves the resolution and
+                takes the stage's width; 'last': the last block of every stage but the last halves it and widens to
+                the next stage's width, on its second conv (fattorib; `BasicBlock` only).
             stage1_proj: the first block of stage 1 projects even though its shape does not change.
             shortcut_bn: a norm layer follows a projecting shortcut's conv.
             shortcut_norm_layer: that norm layer (default `norm_layer`).
@@ -328,6 +344,11 @@ class CifarResNet(CifarClassifier):
         super().__init__(num_classes, in_chans, drop_rate)
         if len(layers) != len(widths):
             raise ValueError(f'layers {tuple(layers)} and widths {tuple(widths)} must name the same stages')
+        if stage_downsample not in STAGE_DOWNSAMPLE:
+            raise ValueError(f'stage_downsample {stage_downsample!r}: use one of {STAGE_DOWNSAMPLE}')
+        downsample_last = stage_downsample == 'last'
+        if downsample_last and block is not BasicBlock:
+            raise ValueError("stage_downsample='last' needs block=BasicBlock (it strides the block's second conv)")
         act_layer = get_act_layer(act_layer)
         stem_layers = tuple(stem_layers)
 
@@ -347,17 +368,22 @@ class CifarResNet(CifarClassifier):
         shortcut_norm_layer = (shortcut_norm_layer or norm_layer) if shortcut_bn else None
         block_kwargs = dict(act_layer=act_layer, norm_layer=norm_layer, attn_layer=attn_layer)
         # block-specific options go only to blocks that have them: setting one for another block is a TypeError
-        block_options = dict(conv_bias=conv_bias, block_dropout=block_dropout, cardinality=cardinality,
-                             base_width=base_width)
+        block_options = dict(conv_bias=conv_bias, block_dropout=block_dropout, reduce_last=downsample_last,
+                             cardinality=cardinality, base_width=base_width)
         block_kwargs.update({k: v for k, v in block_options.items() if v != BLOCK_OPTION_DEFAULTS[k]})
         stages, self.feature_info = [], []
         in_chs, reduction = stem_width, 1
-        for stage_idx, (depth, out_chs) in enumerate(zip(layers, widths)):
-            stage_stride = 1 if stage_idx == 0 else 2
-            reduction *= stage_stride
+        for stage_idx, (depth, width) in enumerate(zip(layers, widths)):
+            # the one block of the stage that halves the resolution (None: none does)
+            if downsample_last:
+                down_idx = depth - 1 if stage_idx < len(layers) - 1 else None
+            else:
+                down_idx = 0 if stage_idx > 0 else None
             blocks = []
             for block_idx in range(depth):
-                stride = stage_stride if block_idx == 0 else 1
+                stride = 2 if block_idx == down_idx else 1
+                out_chs = widths[stage_idx + 1] if downsample_last and stride == 2 else width
+                reduction *= stride
                 projects = stride != 1 or in_chs != out_chs or (stage_idx == block_idx == 0 and stage1_proj)
                 downsample = create_shortcut(
                     shortcut, in_chs, out_chs, stride, shortcut_norm_layer) if projects else None
@@ -419,12 +445,17 @@ HE, TRICKS, MISH, SE, RESNEXT = (
     'arXiv:1512.03385', 'arXiv:1812.01187', 'arXiv:1908.08681', 'arXiv:1709.01507', 'arXiv:1611.05431')
 _he_cfg = partial(_cfg, 'https://github.com/akamaster/pytorch_resnet_cifar10', 'bsd-2-clause', HE)
 _tricks_cfg = partial(_cfg, 'https://github.com/iamVarunAnand/image_classification', 'mit', HE, TRICKS)
+# fattorib's repository has no licence file (all rights reserved): no licence to name, and its weights are for
+# measurement only (docs/peer_checkpoints.md)
+_fattorib_cfg = partial(_cfg, 'https://github.com/fattorib/ResNets-CIFAR10', None, HE)
 
 _he_note = 'He et al. 2016, Table 6 (CIFAR-10 test)'
 _tricks_note = 'iamVarunAnand README, final-epoch CIFAR-10 test (trained on 45k)'
+_fattorib_note = 'fattorib README, final-epoch CIFAR-10 test (trained on 47.5k)'
 default_cfgs = cifar_default_cfgs(
     {
         **{f'resnet{d}': _he_cfg() for d in (20, 32, 44, 56, 110, 1202)},
+        **{f'resnet{d}_fattorib': _fattorib_cfg() for d in (20, 32, 44, 56)},
         **{f'xresnet{d}': _tricks_cfg() for d in (20, 32, 44, 56)},
         **{f'mxresnet{d}': _tricks_cfg(MISH) for d in (20, 32, 44, 56)},
         **{f'se_mxresnet{d}': _tricks_cfg(MISH, SE) for d in (20, 32, 44, 56)},
@@ -442,6 +473,10 @@ default_cfgs = cifar_default_cfgs(
         'resnet56': SourceResult(93.03, _he_note),
         'resnet110': SourceResult(93.57, _he_note + ', best of 5 runs (mean 93.39)'),
         'resnet1202': SourceResult(92.07, _he_note),
+        'resnet20_fattorib': SourceResult(91.43, _fattorib_note),
+        'resnet32_fattorib': SourceResult(92.18, _fattorib_note),
+        'resnet44_fattorib': SourceResult(92.80, _fattorib_note),
+        'resnet56_fattorib': SourceResult(92.50, _fattorib_note),
         'xresnet20': SourceResult(91.82, _tricks_note + ', step-LR base recipe'),
         'mxresnet20': SourceResult(92.07, _tricks_note + ', step-LR base recipe'),
         'se_mxresnet20': SourceResult(93.10, _tricks_note + ', full recipe (released checkpoint)'),
@@ -495,6 +530,35 @@ def resnet110(pretrained: bool = False, **kwargs: Any) -> CifarResNet:
 def resnet1202(pretrained: bool = False, **kwargs: Any) -> CifarResNet:
     """ResNet-1202, He et al. option A (19.4M params)."""
     return _create_cifar_resnet('resnet1202', pretrained, **dict(_he_args(200), **kwargs))
+
+
+# fattorib (spec §4.2): He's blocks and option-A shortcut, but stages 1 and 2 end with the stride-2 block.
+def _fattorib_args(n: int) -> Dict[str, Any]:
+    return dict(_he_args(n), stage_downsample='last')
+
+
+@register_model
+def resnet20_fattorib(pretrained: bool = False, **kwargs: Any) -> CifarResNet:
+    """ResNet-20 as fattorib/ResNets-CIFAR10 built it: downsampling at the end of stages 1 and 2 (304,378 params)."""
+    return _create_cifar_resnet('resnet20_fattorib', pretrained, **dict(_fattorib_args(3), **kwargs))
+
+
+@register_model
+def resnet32_fattorib(pretrained: bool = False, **kwargs: Any) -> CifarResNet:
+    """ResNet-32, fattorib's layout."""
+    return _create_cifar_resnet('resnet32_fattorib', pretrained, **dict(_fattorib_args(5), **kwargs))
+
+
+@register_model
+def resnet44_fattorib(pretrained: bool = False, **kwargs: Any) -> CifarResNet:
+    """ResNet-44, fattorib's layout."""
+    return _create_cifar_resnet('resnet44_fattorib', pretrained, **dict(_fattorib_args(7), **kwargs))
+
+
+@register_model
+def resnet56_fattorib(pretrained: bool = False, **kwargs: Any) -> CifarResNet:
+    """ResNet-56, fattorib's layout."""
+    return _create_cifar_resnet('resnet56_fattorib', pretrained, **dict(_fattorib_args(9), **kwargs))
 
 
 # Bag-of-tricks family, seed 1 (spec §2): pre-act blocks, ResNet-D shortcut, Keras BN/SE/init, [avg, max] head.

@@ -28,6 +28,7 @@ class TrainingData:
     val: Split
     load_test: Callable[[], Optional[Split]]    # the test split, read when the run ends (None: the run has none)
     exact_test: Optional[slice] = None          # test images known to be exact (CIFAR-10's shared copy)
+    val_exact: Optional[torch.Tensor] = None    # which validation images are exact, when some are JPEG-decoded
 
     @property
     def own_images(self) -> bool:
@@ -50,17 +51,23 @@ def load_training_data(data_cfg: dict[str, Any], pretrained_cfg: dict[str, Any])
             if not d['test_dir']:
                 return None
             return tuple(load_image_folder(d['test_dir'], pretrained_cfg, classes=classes)[:2])
-        exact = None
+        train_idx, val_idx = _split(len(labels), d, name)
+        val_exact = exact = None
     else:
         from ..data import load_cifar10
+        from ..data.provenance import exact_mask
         images, labels = load_cifar10(d['dir'], 'train', verify_md5=d['verify_md5'], download=d['download'])
         name, classes, exact = CIFAR10_NAME, CIFAR10_CLASSES, EXACT_TEST_SLICE
 
         def load_test() -> Optional[Split]:
             return tuple(load_cifar10(d['dir'], 'test', verify_md5=d['verify_md5'], download=d['download']))
-    train_idx, val_idx = _split(len(labels), d, name)
+        train_idx, val_idx = _split(len(labels), d, name)
+        # the shared copy is mostly JPEG-decoded: validation reports its exact and JPEG parts apart, since users feed
+        # clean images (None for a copy that is exact throughout)
+        mask = exact_mask(d['dir'], 'train', len(labels))
+        val_exact = mask[val_idx] if mask is not None and 0 < int(mask[val_idx].sum()) < len(val_idx) else None
     return TrainingData(name, tuple(classes), (images[train_idx], labels[train_idx]),
-                        (images[val_idx], labels[val_idx]), load_test, exact)
+                        (images[val_idx], labels[val_idx]), load_test, exact, val_exact)
 
 
 def _split(n: int, d: dict[str, Any], name: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -33,17 +33,24 @@ def write_export(output: Path, model: torch.nn.Module, model_args: dict[str, Any
     final = Path(output) / EXPORT_DIR
     tmp = final.with_name(f'.{EXPORT_DIR}.tmp{os.getpid()}')
     shutil.rmtree(tmp, ignore_errors=True)
+    save_hf_files(model, tmp, model_args, cfg_overlay)
+    (tmp / RESULTS_FILE).write_text(json.dumps(results, indent=2) + '\n')
+    replace_dir_atomic(tmp, final)
+    return final
+
+
+def save_hf_files(model: torch.nn.Module, folder: Path, model_args: Optional[dict[str, Any]] = None,
+                  cfg_overlay: Optional[dict[str, Any]] = None) -> None:
+    """config.json and model.safetensors of `model` in `folder` (timm's save_for_hf); `cfg_overlay` (preprocessing,
+    tag, licence...) updates the pretrained_cfg written to config.json, not the model's own."""
     model = model.to(memory_format=torch.contiguous_format)  # safetensors refuses channels_last weights
     # save_for_hf writes config.json from model.pretrained_cfg (its data_config argument is new in timm 1.0.31)
     source_cfg = model.pretrained_cfg
     model.pretrained_cfg = {**source_cfg, **(cfg_overlay or {})}
     try:
-        save_for_hf(model, tmp, model_args=model_args or None, safe_serialization=True)
+        save_for_hf(model, folder, model_args=model_args or None, safe_serialization=True)
     finally:
         model.pretrained_cfg = source_cfg
-    (tmp / RESULTS_FILE).write_text(json.dumps(results, indent=2) + '\n')
-    replace_dir_atomic(tmp, final)
-    return final
 
 
 def git_sha() -> Optional[str]:

@@ -175,6 +175,7 @@ class _Run:
                               f'or name the architecture alone') from e
         self.data = load_training_data(cfg['data'], model_cfg)
         (self.train_images, self.train_labels), (self.val_images, self.val_labels) = self.data.train, self.data.val
+        self.val_exact = self.data.val_exact
         self.micro_batch = cfg['batch_size'] // cfg['grad_accum_steps']
         if len(self.train_labels) < self.micro_batch:
             raise ConfigError(f'{len(self.train_labels)} training images are fewer than one batch of '
@@ -241,7 +242,7 @@ class _Run:
 
     def _restore(self, state: Optional[dict[str, Any]]) -> None:
         self.start_epoch, self.num_updates, self.train_time_s = 0, 0, 0.0
-        self.epoch_sums = None
+        self.epoch_sums, self.epoch_elapsed_s = None, 0.0
         if state is None:
             return
         if state['config']['model'] != self.config['model']:
@@ -259,6 +260,7 @@ class _Run:
         self.start_epoch, self.num_updates = state['epoch'], state['num_updates']
         self.train_time_s = state['train_time_s']
         self.epoch_sums = state.get('epoch_sums')
+        self.epoch_elapsed_s = state.get('epoch_elapsed_s', 0.0)
         rngs = state['rng']
         if len(rngs) == self.acc.num_processes:
             ckpt.set_rng_state(rngs[self.acc.process_index])
@@ -306,7 +308,10 @@ class _Run:
         sums = torch.tensor(self.epoch_sums or [0.0, 0.0, 0.0], dtype=torch.float64, device=self.device)
         self.epoch_sums = None
         bad = torch.zeros((), dtype=torch.bool, device=self.device)
-        start_time, images = time.perf_counter(), 0
+        # A mid-epoch resume continues the epoch's clock and image count, so its time and img/s are the whole epoch's
+        start_time = time.perf_counter() - self.epoch_elapsed_s
+        images = round(float(sums[2])) * self.acc.num_processes
+        self.epoch_elapsed_s = 0.0
         micro_steps = self.updates_per_epoch * accum  # whole accumulations only
         step_in_epoch = self.loader.state_dict()['step']
         lr = self._lr()
@@ -392,7 +397,7 @@ class _Run:
                 f'{kept}. Lower optimizer.lr, add clip_grad.mode=norm clip_grad.value=1.0, or use '
                 f'mixed_precision=bf16 instead of fp16')
         if stopping:
-            self.train_time_s += elapsed
+            self.epoch_elapsed_s = elapsed  # added to train_time_s when the resumed epoch ends
             self.epoch_sums = sums.tolist()
             path = self._save_checkpoint(epoch)
             raise TrainingInterrupted(f'SIGTERM: saved {path} at epoch {epoch}, optimizer step {self.num_updates}; '
@@ -418,6 +423,7 @@ class _Run:
                 'epoch': epoch,
                 'num_updates': self.num_updates,
                 'epoch_sums': self.epoch_sums,
+                'epoch_elapsed_s': self.epoch_elapsed_s,
                 'train_time_s': self.train_time_s,
                 'rng': rngs,
                 'config': self.config,
@@ -440,13 +446,32 @@ class _Run:
                         mean=self.mean, std=self.std)
 
     def _validate(self) -> dict[str, Any]:
-        """Validation loss/top-1 on the held-out split (main process; others wait)."""
+        """Validation loss/top-1 on the held-out split, and on its exact and JPEG parts apart where the copy has
+        both (main process; others wait)."""
         out = {'val_loss': None, 'val_top1': None}
         if self.acc.is_main_process and len(self.val_labels):
-            metrics = self._evaluate(self.val_images, self.val_labels)
-            out = {'val_loss': metrics['nll'], 'val_top1': metrics['top1']}
+            if self.val_exact is None:
+                metrics = self._evaluate(self.val_images, self.val_labels)
+                out = {'val_loss': metrics['nll'], 'val_top1': metrics['top1']}
+            else:  # two passes over the two parts cost what one pass over the whole split does
+                parts = {name: self._evaluate(self.val_images[m], self.val_labels[m])
+                         for name, m in (('exact', self.val_exact), ('jpeg', ~self.val_exact))}
+                n = sum(p['n'] for p in parts.values())
+                out = {'val_loss': sum(p['nll'] * p['n'] for p in parts.values()) / n,
+                       'val_top1': 100.0 * sum(p['correct'] for p in parts.values()) / n,
+                       'val_top1_exact': parts['exact']['top1'], 'val_top1_jpeg': parts['jpeg']['top1']}
         self.acc.wait_for_everyone()
         return out
+
+    def _jpeg_gap(self) -> dict[str, Any]:
+        """The exact validation images scored as they are and after the shared copy's JPEG round trip: the same
+        images both ways, so the difference is what the JPEG-decoded training data taught the net to expect."""
+        if self.val_exact is None:
+            return {}
+        from ..data.provenance import jpeg_round_trip
+        images, labels = self.val_images[self.val_exact], self.val_labels[self.val_exact]
+        as_jpeg = self._evaluate(jpeg_round_trip(images), labels)['top1']
+        return {'top1_val_exact_as_jpeg': as_jpeg, 'n_val_exact': len(labels)}
 
     def _finish(self) -> dict[str, Any]:
         """The one test-set evaluation (final weights), then the export folder."""
@@ -456,6 +481,9 @@ class _Run:
             'model': cfg['model'],
             'dataset': self.data.name,
             'top1_val': as_float(rows[-1]['val_top1']) if rows else None,
+            'top1_val_exact': as_float(rows[-1].get('val_top1_exact')) if rows else None,
+            'top1_val_jpeg': as_float(rows[-1].get('val_top1_jpeg')) if rows else None,
+            **self._jpeg_gap(),
             'n_train': len(self.train_labels),
             'n_val': len(self.val_labels),
             **self._test_results(),

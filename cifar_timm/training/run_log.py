@@ -13,7 +13,9 @@ from typing import Any, Optional, Sequence
 
 from ..hub import write_bytes_atomic, write_text_atomic
 
-METRIC_COLUMNS = ('epoch', 'lr', 'train_loss', 'train_top1', 'val_loss', 'val_top1', 'epoch_time_s', 'images_per_s')
+# The last two are empty for a copy without provenance (the official download: every image exact).
+METRIC_COLUMNS = ('epoch', 'lr', 'train_loss', 'train_top1', 'val_loss', 'val_top1', 'epoch_time_s', 'images_per_s',
+                  'val_top1_exact', 'val_top1_jpeg')
 
 
 class RunLog:

@@ -1,0 +1,47 @@
+"""What the CPU weights campaign publishes beyond the export itself: which tag is an architecture's default, and the
+JPEG-gap rows of the model card."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from cifar_timm.model_card import CardFacts, render_card
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _record(top1_val):
+    return {'hf_hub_id': 'cifar-timm/x', 'license': 'apache-2.0', 'sha256': '0' * 64, 'size': 1,
+            'results': {} if top1_val is None else {'top1_val': top1_val}}
+
+
+def test_default_tag_is_the_best_on_validation(tmp_path):
+    tags = tmp_path / 'tags.json'
+    tags.write_text(json.dumps({'resnet20.he_c10': _record(91.0), 'resnet20.short_c10': _record(91.5),
+                                'resnet20.odd_c10': _record(None)}))
+    # timm's default tag of an architecture is its first cfg; a fresh interpreter reads the tags file at import
+    code = ('import timm, cifar_timm; '
+            'print(timm.models.get_pretrained_cfg("resnet20").tag, timm.list_pretrained("resnet20.*"))')
+    out = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True, check=True,
+                         env={**__import__('os').environ, 'CIFAR_TIMM_PRETRAINED_TAGS': str(tags)}).stdout
+    assert out.split()[0] == 'short_c10'
+    assert out.index('short_c10') < out.index('he_c10') < out.index('odd_c10')
+
+
+def test_card_shows_the_jpeg_gap_rows():
+    results = {'top1_exact': 90.0, 'top1_exact_ci95': [88.0, 91.7], 'n_exact': 1017, 'top1_test': 85.0,
+               'n_test': 10000, 'top1_val': 89.0, 'top1_val_exact': 88.5, 'top1_val_jpeg': 89.1,
+               'top1_val_exact_as_jpeg': 89.3, 'n_val_exact': 823, 'epochs': 30}
+    facts = CardFacts(name_tag='resnet20.short_c10', hf_hub_id='cifar-timm/resnet20.short_c10', license='apache-2.0',
+                      sha256='0' * 64, params=272474, macs=40_550_000, results=results, config_yaml='model: resnet20\n',
+                      pretrained_cfg={'mean': (0.5,) * 3, 'std': (0.25,) * 3}, source_top1=91.25, source_note='He et al.')
+    card = render_card(facts)
+    assert '| validation, its 823 exact images | 88.50% |' in card
+    assert '| validation, its JPEG-decoded images | 89.10% |' in card
+    assert 'after a JPEG round trip (q75, 4:2:0) | 89.30% |' in card
+    assert '91.25%' in card  # the source's number beside ours
+    without = render_card(CardFacts(**{**facts.__dict__, 'results': {'top1_exact': 90.0, 'top1_val': 89.0}}))
+    assert 'exact images |' not in without.split('## Results')[1].split('## Training data')[0].replace(
+        'exact test images', '')
