@@ -20,6 +20,8 @@ COMMANDS = {
     'export': 'export',
     'publish': 'publish',
     'convert': 'convert',
+    'tables': 'tables',
+    'plot': 'plot',
 }
 
 

@@ -1,5 +1,7 @@
 """CIFAR-10 constants shared by every model cfg, loader and command: one table, no copies elsewhere."""
 
+CIFAR10_NAME = 'CIFAR-10'
+
 # Official CIFAR-10 per-channel statistics of the training set (RGB, on [0, 1] pixels).
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)

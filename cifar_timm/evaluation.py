@@ -162,13 +162,18 @@ def create_eval_model(
         **kwargs: Any,
 ) -> torch.nn.Module:
     """`timm.create_model(name, pretrained=...)`, then the weights of `checkpoint` (a safetensors or torch
-    state_dict file, read by timm's `load_checkpoint`), with clear errors for an unknown name or a bad file."""
+    state_dict file, read by timm's `load_checkpoint`), with clear errors for an unknown name or a bad file.
+
+    A checkpoint in a training run's `export/` folder is built as its `config.json` says (num_classes, model_args,
+    label_names), so a model trained on the user's own classes loads with them."""
     import timm  # cifar_timm's own import has registered its architectures with timm
 
     if pretrained and checkpoint:
         raise CifarTimmError('pass either --pretrained or --checkpoint, not both')
     if not timm.is_model(name):  # timm ignores the tag: resnet20.c10 is checked as resnet20
         raise CifarTimmError(f'unknown model {name!r}: `cifar-timm list` shows the CIFAR-10 models')
+    if checkpoint:
+        kwargs = {**export_model_kwargs(Path(checkpoint), name), **kwargs}
     try:
         model = timm.create_model(name, pretrained=pretrained, **kwargs)
     except CifarTimmError:
@@ -179,6 +184,28 @@ def create_eval_model(
     if checkpoint:
         load_checkpoint_file(model, checkpoint)
     return model
+
+
+def export_model_kwargs(checkpoint: Path, name: str) -> dict[str, Any]:
+    """`create_model` kwargs from the `config.json` timm's `save_for_hf` wrote beside `checkpoint` (none when there
+    is none, or it describes another architecture)."""
+    import json
+    from timm.models import split_model_name_tag
+
+    path = checkpoint.parent / 'config.json'
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(config, dict) or config.get('architecture') != split_model_name_tag(name)[0]:
+        return {}
+    kwargs = dict(config.get('model_args') or {})
+    overlay = {k: v for k, v in (config.get('pretrained_cfg') or {}).items() if k in ('mean', 'std', 'label_names')}
+    if 'num_classes' in config:
+        kwargs['num_classes'] = overlay['num_classes'] = config['num_classes']
+    if config.get('label_names'):  # where newer timm puts them
+        overlay['label_names'] = config['label_names']
+    return {**kwargs, 'pretrained_cfg_overlay': overlay} if overlay else kwargs
 
 
 def load_checkpoint_file(model: torch.nn.Module, path: str) -> None:

@@ -142,11 +142,15 @@ def replace_dir_atomic(new: Path, final: Path) -> None:
         os.replace(new, final)
 
 
+def checkout_dir() -> Optional[Path]:
+    """The source checkout this package runs from (None for an installed wheel)."""
+    return _CHECKOUT_DIR if (_CHECKOUT_DIR / 'pyproject.toml').is_file() else None
+
+
 def checkout_hub_dir() -> Optional[Path]:
     """`hub/` of the source checkout this package runs from (None for an installed wheel)."""
-    if (_CHECKOUT_DIR / 'pyproject.toml').is_file():
-        return _CHECKOUT_DIR / 'hub'
-    return None
+    root = checkout_dir()
+    return root / 'hub' if root is not None else None
 
 
 def hub_dir() -> Optional[Path]:

@@ -2,7 +2,8 @@
 
 Every number in a card comes from the run (`results.json`, `config.yaml`, `metrics.csv`), from the model itself
 (params, MACs as `cifar-timm list` counts them) or from `SOURCE_RESULTS`; the facts about the training data come from
-../shared/cifar10/README.md (which images of the shared CIFAR-10 copy are exact and which were JPEG-decoded).
+../shared/cifar10/README.md (which images of the shared CIFAR-10 copy are exact and which were JPEG-decoded), or, for
+a run on the user's own ImageFolder tree, from its results (dataset name, classes, split sizes).
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import yaml
 from timm.models import split_model_name_tag
 
 from .constants import (
-    CIFAR10_CLASSES, CIFAR10_INPUT_SIZE, CIFAR10_NUM_TEST, CIFAR10_NUM_TRAIN, EXACT_TEST_SLICE, EXACT_TRAIN_IMAGES,
+    CIFAR10_CLASSES, CIFAR10_INPUT_SIZE, CIFAR10_MEAN, CIFAR10_NAME, CIFAR10_NUM_TEST, CIFAR10_NUM_TRAIN,
+    CIFAR10_STD, EXACT_TEST_SLICE, EXACT_TRAIN_IMAGES,
 )
 
 # The shared CIFAR-10 copy (../shared/cifar10/README.md): exact pixels for EXACT_TRAIN_IMAGES of the training images
@@ -38,6 +40,19 @@ class CardFacts:
     curves_file: Optional[str] = None   # file name of the curve plot inside the repo
     best_val_top1: Optional[float] = None
 
+    @property
+    def dataset(self) -> str:
+        """What the weights were trained on: CIFAR-10, or the name of the user's ImageFolder tree."""
+        return self.results.get('dataset') or CIFAR10_NAME
+
+    @property
+    def own_images(self) -> bool:
+        return self.dataset != CIFAR10_NAME
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.results.get('label_names') or CIFAR10_CLASSES)
+
 
 def render_card(facts: CardFacts) -> str:
     return f'---\n{yaml.safe_dump(_front_matter(facts), sort_keys=False)}---\n\n{_body(facts)}'
@@ -45,20 +60,28 @@ def render_card(facts: CardFacts) -> str:
 
 def _front_matter(f: CardFacts) -> dict[str, Any]:
     r = f.results
-    metrics = [_metric(f'Top-1 on the {N_EXACT_TEST:,} exact test images (0-{N_EXACT_TEST - 1})', r.get('top1_exact'))]
-    if r.get('top1_test') is not None:
-        metrics.append(_metric(f'Top-1 on {_test_set(r)}', r['top1_test']))
+    if f.own_images:
+        metrics = [_metric(f'Top-1 on the {r.get("n_test", 0):,} test images of {f.dataset}', r.get('top1_test')),
+                   _metric(f'Top-1 on the {r.get("n_val", 0):,} validation images of {f.dataset}', r.get('top1_val'))]
+        dataset = {'type': f.dataset, 'name': f.dataset, 'split': 'test' if r.get('top1_test') is not None else 'val'}
+    else:
+        metrics = [_metric(f'Top-1 on the {N_EXACT_TEST:,} exact test images (0-{N_EXACT_TEST - 1})',
+                           r.get('top1_exact'))]
+        if r.get('top1_test') is not None:
+            metrics.append(_metric(f'Top-1 on {_test_set(r)}', r['top1_test']))
+        dataset = {'type': 'cifar10', 'name': 'CIFAR-10', 'split': 'test'}
+    dataset_id = f.dataset if f.own_images else 'cifar10'
     return {
         'library_name': 'timm',
         'license': f.license,
-        'datasets': ['cifar10'],
+        'datasets': [dataset_id],
         'pipeline_tag': 'image-classification',
-        'tags': ['image-classification', 'timm', 'cifar-timm', 'cifar10'],
+        'tags': ['image-classification', 'timm', 'cifar-timm', dataset_id],
         'model-index': [{
             'name': f.name_tag,
             'results': [{
                 'task': {'type': 'image-classification', 'name': 'Image Classification'},
-                'dataset': {'type': 'cifar10', 'name': 'CIFAR-10', 'split': 'test'},
+                'dataset': dataset,
                 'metrics': [m for m in metrics if m['value'] is not None],
             }],
         }],
@@ -101,30 +124,26 @@ def _body(f: CardFacts) -> str:
     r, cfg = f.results, f.pretrained_cfg
     arch, _ = split_model_name_tag(f.name_tag)
     mean, std = tuple(cfg.get('mean', ())), tuple(cfg.get('std', ()))
-    lo, hi = (r.get('top1_exact_ci95') or (None, None))[:2]
-    interval = f'[{lo:.2f}, {hi:.2f}]' if lo is not None else '–'
-    n_exact = r.get('n_exact', N_EXACT_TEST)
+    stats = ('the official CIFAR-10 statistics' if (mean, std) == (CIFAR10_MEAN, CIFAR10_STD) else
+             "the run's own statistics")
     papers = cfg.get('paper_ids') or ''
     source_line = f' Architecture as in {cfg["origin_url"]}' if cfg.get('origin_url') else ''
     if source_line:
         source_line += f' ({papers}).' if papers else '.'
-    source_row = (f'| reported by the source ({f.source_note}), original CIFAR-10 | {f.source_top1:.2f}% | | |\n'
-                  if f.source_top1 is not None else '')
-    val_row = (f'| validation split (held-out training images), final epoch; best epoch {_pct(f.best_val_top1)} | '
-               f'{_pct(r.get("top1_val"))} | | |\n' if r.get('top1_val') is not None else '') + _jpeg_gap_rows(r)
-    used = _split_sentence(r)
+    start = ('starting from the cifar-timm CIFAR-10 weights (`pretrained=true`, a new classifier)'
+             if (r.get('config') or {}).get('pretrained') else 'from scratch')
     curves = (f'\n![Training curves: loss and top-1 per epoch]({f.curves_file})\n' if f.curves_file else '')
     return f'''# Model card for {f.name_tag}
 
-A `{arch}` image classifier for CIFAR-10, trained from scratch with the cifar-timm recipes and loadable with
+A `{arch}` image classifier for {f.dataset}, trained {start} with the cifar-timm recipes and loadable with
 `timm`.{source_line}
 
 ## Model details
-- **Model type:** image classification, {len(CIFAR10_CLASSES)} classes ({', '.join(CIFAR10_CLASSES)})
+- **Model type:** image classification, {len(f.classes)} classes ({', '.join(f.classes)})
 - **Params (M):** {f.params / 1e6:.3f} ({f.params:,})
 - **MACs (M):** {f.macs / 1e6:.2f} per {'×'.join(str(s) for s in CIFAR10_INPUT_SIZE)} image (conv and linear layers)
 - **Input:** {'×'.join(str(s) for s in cfg.get('input_size', CIFAR10_INPUT_SIZE))} RGB in [0, 1], normalised with
-  mean {mean} and std {std} (the official CIFAR-10 statistics)
+  mean {mean} and std {std} ({stats})
 - **Weights:** `model.safetensors`, sha256 `{f.sha256}`
 - **License:** {f.license}
 
@@ -151,23 +170,8 @@ print(model.pretrained_cfg['label_names'][probs.argmax().item()])
 Offline, point `CIFAR_TIMM_WEIGHTS` at a folder holding `{f.name_tag}/model.safetensors`; the file's sha256 is
 checked before use.
 
-## Results
-| test images | top-1 | 95% interval | n |
-| --- | --- | --- | --- |
-| exact test images 0–{n_exact - 1} (the number to quote) | {_pct(r.get('top1_exact'))} | {interval} | {n_exact:,} |
-| {_test_set(r)} | {_pct(r.get('top1_test'))} | | {r.get('n_test', CIFAR10_NUM_TEST):,} |
-{val_row}{source_row}
-The interval is the Wilson score interval. The source's number was measured on the original CIFAR-10, with the
-source's own recipe; it is shown for reference, not reproduced here.
-
-## Training data
-Trained on the CIFAR-10 copy available to this project, **most of whose training images were JPEG-decoded**: only
-{EXACT_TRAIN_IMAGES:,} of the {CIFAR10_NUM_TRAIN:,} training images have the exact original pixels; the other
-{CIFAR10_NUM_TRAIN - EXACT_TRAIN_IMAGES:,} were decoded from a public JPEG copy (quality about 75, 4:2:0 chroma, about
-30 dB PSNR). All labels are exact. The same holds for test images past index {N_EXACT_TEST - 1}, which is why the
-top-1 to quote is the one on test images 0–{N_EXACT_TEST - 1}, the only exact test pixels (an unbiased sample: the
-official test order is random). Weights trained on this copy sit a little below what the same recipe reaches on the
-original data.{used}
+{_results_section(f)}
+{_training_data_section(f)}
 
 ## Training
 - **Epochs:** {r.get('epochs', '–')}
@@ -183,6 +187,62 @@ The full recipe (`config.yaml` of the run; train with `python recipes/train.py -
 {f.config_yaml.rstrip()}
 ```
 '''
+
+
+def _results_section(f: CardFacts) -> str:
+    r = f.results
+    val_row = (f'| validation split (held-out training images), final epoch; best epoch {_pct(f.best_val_top1)} | '
+               f'{_pct(r.get("top1_val"))} | | {_count(r.get("n_val"))} |\n' if r.get('top1_val') is not None else ''
+               ) + _jpeg_gap_rows(r)
+    if f.own_images:
+        test_row = (f'| the test images of {f.dataset} (data.test_dir) | {_pct(r.get("top1_test"))} | '
+                    f'{_interval(r.get("top1_test_ci95"))} | {r.get("n_test", 0):,} |\n'
+                    if r.get('top1_test') is not None else '| no test split (the run set no data.test_dir) | | | |\n')
+        return f'''## Results
+| images | top-1 | 95% interval | n |
+| --- | --- | --- | --- |
+{test_row}{val_row}
+The interval is the Wilson score interval.
+'''
+    n_exact, exact_ci = r.get('n_exact', N_EXACT_TEST), _interval(r.get('top1_exact_ci95'))
+    source_row = (f'| reported by the source ({f.source_note}), original CIFAR-10 | {f.source_top1:.2f}% | | |\n'
+                  if f.source_top1 is not None else '')
+    return f'''## Results
+| test images | top-1 | 95% interval | n |
+| --- | --- | --- | --- |
+| exact test images 0–{n_exact - 1} (the number to quote) | {_pct(r.get('top1_exact'))} | {exact_ci} | {n_exact:,} |
+| {_test_set(r)} | {_pct(r.get('top1_test'))} | | {r.get('n_test', CIFAR10_NUM_TEST):,} |
+{val_row}{source_row}
+The interval is the Wilson score interval. The source's number was measured on the original CIFAR-10, with the
+source's own recipe; it is shown for reference, not reproduced here.
+'''
+
+
+def _training_data_section(f: CardFacts) -> str:
+    r = f.results
+    size = '×'.join(str(s) for s in f.pretrained_cfg.get('input_size', CIFAR10_INPUT_SIZE)[1:])
+    if f.own_images:
+        held_out = f', with {r["n_val"]:,} others held out for validation' if r.get('n_val') else ''
+        return f'''## Training data
+Trained on {f.dataset}, an ImageFolder tree (one folder per class: {', '.join(f.classes)}): {r.get('n_train', 0):,}
+images{held_out}. Every image was resized to {size} once, before training, the way `cifar-timm predict` prepares an
+image (shorter side to {size.split('×')[0]}, centre crop), then augmented as the recipe says.'''
+    return f'''## Training data
+Trained on the CIFAR-10 copy available to this project, **most of whose training images were JPEG-decoded**: only
+{EXACT_TRAIN_IMAGES:,} of the {CIFAR10_NUM_TRAIN:,} training images have the exact original pixels; the other
+{CIFAR10_NUM_TRAIN - EXACT_TRAIN_IMAGES:,} were decoded from a public JPEG copy (quality about 75, 4:2:0 chroma, about
+30 dB PSNR). All labels are exact. The same holds for test images past index {N_EXACT_TEST - 1}, which is why the
+top-1 to quote is the one on test images 0–{N_EXACT_TEST - 1}, the only exact test pixels (an unbiased sample: the
+official test order is random). Weights trained on this copy sit a little below what the same recipe reaches on the
+original data.{_split_sentence(r)}'''
+
+
+def _count(n: Optional[int]) -> str:
+    return '' if n is None else f'{n:,}'
+
+
+def _interval(ci: Optional[list]) -> str:
+    return f'[{ci[0]:.2f}, {ci[1]:.2f}]' if ci else '–'
 
 
 def _memory_format(results: dict) -> str:

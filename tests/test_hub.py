@@ -243,7 +243,7 @@ def test_export_records_the_normalisation_a_run_used(tmp_path):
     from cifar_timm.training.export import write_export
     model = timm.create_model('resnet20')
     mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
-    export = write_export(tmp_path, model, {}, {'model': 'resnet20'}, data_config={'mean': mean, 'std': std})
+    export = write_export(tmp_path, model, {}, {'model': 'resnet20'}, cfg_overlay={'mean': mean, 'std': std})
     config = json.loads((export / 'config.json').read_text())
     assert config['pretrained_cfg']['mean'] == list(mean) and config['pretrained_cfg']['std'] == list(std)
     assert model.pretrained_cfg['mean'] == cifar_timm.CIFAR10_MEAN  # the model itself is left as it was

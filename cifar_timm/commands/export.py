@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Optional
 
+from ..constants import CIFAR10_NAME
 from ..errors import CifarTimmError
 from ..hub import (DEFAULT_ORG, WEIGHTS_FILENAME, architecture_check, check_safetensors_readable, default_hub_dir,
                    replace_dir_atomic, sha256_file, write_pretrained_tag)
@@ -26,8 +27,8 @@ HELP = 'Turn a training run folder into a Hub repo hub/<model>.<tag>/ with a mod
 DEFAULT_TAG = 'c10'
 DEFAULT_LICENSE = 'apache-2.0'  # the project's licence, under which weights trained here are published
 # Numbers copied from results.json into the record (`cifar-timm list --pretrained` shows them).
-RECORD_RESULT_KEYS = ('top1_exact', 'top1_exact_ci95', 'n_exact', 'top1_test', 'n_test', 'top1_val', 'top1_val_exact',
-                      'top1_val_jpeg', 'top1_val_exact_as_jpeg', 'epochs', 'train_time_s', 'hardware')
+RECORD_RESULT_KEYS = ('top1_exact', 'top1_exact_ci95', 'n_exact', 'top1_test', 'top1_test_ci95', 'n_test', 'top1_val',
+                      'top1_val_exact', 'top1_val_jpeg', 'top1_val_exact_as_jpeg', 'epochs', 'train_time_s', 'hardware')
 _TAG_PATTERN = re.compile(r'^[a-z0-9][a-z0-9_]*$')
 
 
@@ -73,6 +74,10 @@ def export_run(
         raise ExportError(f'tag {tag!r} is not valid: use lower-case letters, digits and _ (e.g. c10, c10_long).')
     run_dir = Path(run_dir)
     hf_config, results = _read_run(run_dir)
+    dataset = results.get('dataset') or CIFAR10_NAME
+    if dataset != CIFAR10_NAME and tag == DEFAULT_TAG:
+        raise ExportError(f'{run_dir} was trained on {dataset}, not CIFAR-10: give its weights their own tag, e.g. '
+                          f'--tag {re.sub("[^a-z0-9_]", "_", dataset.lower()).strip("_") or "own"}')
     architecture, model_args = hf_config['architecture'], hf_config.get('model_args', {})
     name_tag, weights = f'{architecture}.{tag}', run_dir / 'export' / WEIGHTS_FILENAME
     _check_weights(name_tag, weights, architecture, model_args)
@@ -141,7 +146,7 @@ def _check_weights(name_tag: str, weights: Path, architecture: str, model_args: 
 
 def _record(facts: CardFacts, size: int) -> dict[str, Any]:
     """The pretrained_tags.json entry: PretrainedCfg fields (hf_hub_id, license) plus what timm has no field for."""
-    return {
+    record = {
         'hf_hub_id': facts.hf_hub_id,
         'license': facts.license,
         'sha256': facts.sha256,
@@ -150,6 +155,9 @@ def _record(facts: CardFacts, size: int) -> dict[str, Any]:
         'macs': facts.macs,
         'results': {k: facts.results[k] for k in RECORD_RESULT_KEYS if facts.results.get(k) is not None},
     }
+    if facts.own_images:  # PretrainedCfg fields: the tag then builds with the run's classes; the zoo tables skip it
+        record.update(dataset=facts.dataset, num_classes=len(facts.classes), label_names=list(facts.classes))
+    return record
 
 
 def _config_yaml(run_dir: Path, results: dict[str, Any]) -> str:

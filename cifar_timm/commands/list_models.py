@@ -9,6 +9,7 @@ memory or arithmetic, only the trace.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from fnmatch import fnmatch
@@ -20,7 +21,7 @@ from timm.models import split_model_name_tag
 from torch.utils.flop_counter import FlopCounterMode
 
 from .. import list_models
-from ..constants import EXACT_TEST_SLICE
+from ..constants import CIFAR10_NAME, EXACT_TEST_SLICE
 from ..errors import CifarTimmError
 from ..hub import load_pretrained_tags, pretrained_tags_file
 from ..models import SOURCE_RESULTS
@@ -61,6 +62,13 @@ def model_size(name: str, **model_args: Any) -> tuple[int, int]:
     return params, counter.get_total_flops() // 2
 
 
+@functools.lru_cache(maxsize=None)
+def registered_size(name: str) -> tuple[int, int]:
+    """`model_size` of a registered architecture with its default arguments, counted once per process (the tables
+    and the plot each need every architecture's)."""
+    return model_size(name)
+
+
 def architectures(patterns: list[str]) -> list[dict[str, Any]]:
     """One record per registered architecture matching `patterns` (all when empty)."""
     names = [n for n in list_models() if _matches(n, patterns)]
@@ -69,7 +77,7 @@ def architectures(patterns: list[str]) -> list[dict[str, Any]]:
     published = [split_model_name_tag(t) for t in load_pretrained_tags()]
     rows = []
     for name in names:
-        params, macs = model_size(name)
+        params, macs = registered_size(name)
         source = SOURCE_RESULTS.get(name)
         rows.append(dict(
             name=name,
@@ -92,7 +100,7 @@ def published_weights(patterns: list[str]) -> list[dict[str, Any]]:
             continue
         params, macs = record.get('params'), record.get('macs')  # counted by `cifar-timm export`, with the run's args
         if (params is None or macs is None) and model in known:  # a record written before export stored them
-            params, macs = model_size(model)
+            params, macs = registered_size(model)
         results = record.get('results', {})
         rows.append(dict(
             name=name_tag,
@@ -103,6 +111,11 @@ def published_weights(patterns: list[str]) -> list[dict[str, Any]]:
             top1_exact=results.get('top1_exact'),
             top1_exact_ci95=results.get('top1_exact_ci95'),
             top1_test=results.get('top1_test'),
+            top1_val=results.get('top1_val'),
+            epochs=results.get('epochs'),
+            train_time_s=results.get('train_time_s'),
+            hardware=results.get('hardware'),
+            dataset=record.get('dataset', CIFAR10_NAME),  # weights exported from a run on the user's own images
         ))
     return rows
 

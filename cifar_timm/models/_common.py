@@ -13,7 +13,9 @@ from typing import Any, Callable, Optional
 
 from timm.models import build_model_with_cfg, generate_default_cfgs, split_model_name_tag
 
-from ..constants import CIFAR10_CLASSES, CIFAR10_INPUT_SIZE, CIFAR10_MEAN, CIFAR10_NUM_CLASSES, CIFAR10_STD
+from ..constants import (
+    CIFAR10_CLASSES, CIFAR10_INPUT_SIZE, CIFAR10_MEAN, CIFAR10_NAME, CIFAR10_NUM_CLASSES, CIFAR10_STD,
+)
 from ..hub import check_pretrained_tag, load_pretrained_tags, resolve_pretrained_kwargs
 
 
@@ -78,9 +80,10 @@ def cifar_default_cfgs(
     return generate_default_cfgs(entries)
 
 
-def _best_validation_first(item: tuple[str, dict[str, Any]]) -> tuple[float, str]:
+def _best_validation_first(item: tuple[str, dict[str, Any]]) -> tuple[bool, float, str]:
     top1_val = (item[1].get('results') or {}).get('top1_val')
-    return (-top1_val if top1_val is not None else float('inf'), item[0])
+    own_images = item[1].get('dataset', CIFAR10_NAME) != CIFAR10_NAME  # a user's own classes: never the default
+    return (own_images, -top1_val if top1_val is not None else float('inf'), item[0])
 
 
 def _cfg_fields(overlay: dict[str, Any]) -> dict[str, Any]:

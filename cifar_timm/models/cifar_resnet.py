@@ -286,6 +286,7 @@ class CifarResNet(CifarClassifier):
 
     Every variant in this file is a set of constructor arguments; see the entrypoints below.
     """
+    checkpoint_blocks = True  # stages are up to 200 blocks deep: checkpoint each block
 
     def __init__(
             self,
@@ -422,9 +423,11 @@ class CifarResNet(CifarClassifier):
             blocks=r'^stages\.(\d+)' if coarse else [(r'^stages\.(\d+)\.(\d+)', None), (r'^norm', (99999,))],
         )
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.forward_stages(self.stem(x), flatten=True)  # checkpoint per block: stages are deep
+    def forward_norm(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.norm(x))
+
+    def remove_norm(self) -> None:
+        self.norm, self.act = nn.Identity(), nn.Identity()
 
 
 def _create_cifar_resnet(variant: str, pretrained: bool = False, **kwargs: Any) -> CifarResNet:

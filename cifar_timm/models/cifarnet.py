@@ -112,9 +112,6 @@ class CifarNet(CifarClassifier):
     def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
         return dict(stem=r'^stages\.0\.', blocks=r'^stages\.(\d+)')  # one conv per stage; the first is the stem
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_stages(x)  # no stem: the first stage is the stem
-
 
 def _create_cifarnet(variant: str, pretrained: bool = False, **kwargs: Any) -> CifarNet:
     return create_cifar_model(

@@ -27,6 +27,7 @@ def build_optimizer(model: torch.nn.Module, cfg: dict[str, Any]) -> torch.optim.
     (fnmatch on parameter names) keep more out. The seed-1 Keras l2(1e-4) on conv/linear kernels only is thus
     weight_decay 2e-4 (Keras adds lambda*sum(w^2), gradient 2*lambda*w), filter_bias_and_bn true, SE layers listed.
     timm names: `momentum` is SGD with classical momentum, `sgd`/`nesterov` are SGD with Nesterov momentum.
+    `body_lr_scale` != 1 gives every parameter but the classifier's that fraction of the LR (fine-tuning).
     """
     name = cfg['name'].lower()
     lookahead = name.startswith('lookahead_')
@@ -38,6 +39,8 @@ def build_optimizer(model: torch.nn.Module, cfg: dict[str, Any]) -> torch.optim.
         weight_decay_exclude_1d=cfg['filter_bias_and_bn'],
         no_weight_decay_list=no_weight_decay,
     )
+    if cfg['body_lr_scale'] != 1:
+        groups = _scale_body_lr(model, groups, cfg['lr'], cfg['body_lr_scale'])
     try:
         optimizer = create_optimizer_v2(
             model,
@@ -54,6 +57,22 @@ def build_optimizer(model: torch.nn.Module, cfg: dict[str, Any]) -> torch.optim.
     if lookahead:
         optimizer = Lookahead(optimizer, alpha=cfg['lookahead_alpha'], k=cfg['lookahead_k'])
     return optimizer
+
+
+def _scale_body_lr(model: torch.nn.Module, groups: list[dict[str, Any]], lr: float,
+                   scale: float) -> list[dict[str, Any]]:
+    """Each group split in two: the classifier's parameters first (the recipe's LR, the one the logs show), then the
+    rest at LR x scale, written the way timm's layer-decay groups are: `lr_scale`, which timm's schedulers apply to
+    every value they set from `initial_lr`. `lr` itself is scaled too, for runs without a schedule."""
+    head = {id(p) for p in model.get_classifier().parameters()}
+    split = []
+    for group in groups:
+        for in_head in (True, False):
+            params = [p for p in group['params'] if (id(p) in head) == in_head]
+            if params:
+                split.append(dict(group, params=params) if in_head else
+                             dict(group, params=params, lr=lr * scale, initial_lr=lr, lr_scale=scale))
+    return split
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict[str, Any], epochs: int, updates_per_epoch: int):

@@ -31,6 +31,7 @@ class ConfigError(CifarTimmError):
 DEFAULTS: dict[str, Any] = {
     'model': None,              # a registered timm model name, e.g. resnet20
     'model_args': {},           # kwargs for timm.create_model (user kwargs win over the entrypoint's)
+    'pretrained': False,        # start from the zoo's weights (a new classifier when the classes differ)
     'seed': 0,
     'deterministic': False,     # torch deterministic algorithms (exact resume / DDP checks), slower on GPU
     'epochs': 180,
@@ -44,7 +45,10 @@ DEFAULTS: dict[str, Any] = {
     'cpu_threads': 'auto',      # CPU only: auto (all cores, fewer while other processes keep cores busy) | N
     'sync_bn': False,           # SyncBatchNorm across processes; GPU only (ignored with a warning on CPU)
     'data': {
-        'dir': 'data',          # root holding cifar-10-batches-py/
+        'format': 'cifar10',    # cifar10 | imagefolder (the user's images: dir/<class name>/<image>, any size)
+        'dir': 'data',          # root holding cifar-10-batches-py/, or the ImageFolder tree
+        'test_dir': None,       # imagefolder: a tree with the same classes, tested once at the end
+        'name': None,           # imagefolder: the dataset's name in the model card (default: dir's folder name)
         'verify_md5': True,     # official md5 sums; the shared JPEG-rebuilt copy needs false
         'download': False,
         'val_size': 5000,       # held-out train images used for every decision; 0 = train on all 50k
@@ -65,6 +69,7 @@ DEFAULTS: dict[str, Any] = {
         'name': 'sgd',          # any timm optimizer: momentum (classical), sgd/nesterov (Nesterov), adamw, ...;
                                 # lookahead_<name> wraps it
         'lr': 0.1,
+        'body_lr_scale': 1.0,   # LR factor of all but the classifier (fine-tuning pretrained weights: e.g. 0.1)
         'momentum': 0.9,
         'weight_decay': 1e-4,
         'filter_bias_and_bn': False,  # timm: no weight decay on 1-d params (biases, norms)
@@ -139,6 +144,9 @@ SCHEMA: dict[str, object] = {
     'channels_last': choice('auto', True, False),
     'cpu_threads': either(choice('auto'), _COUNT),
     'data.dir': Text('a folder path'),
+    'data.format': choice('cifar10', 'imagefolder'),
+    'data.test_dir': either(Null('no test set'), Text('a folder path (an ImageFolder tree)')),
+    'data.name': either(Null("the data folder's name"), Text("the dataset's name for the model card")),
     'data.val_size': Int(0, 50_000),
     'data.split_seed': Int(0, 2**32 - 1),
     'data.limit': either(Null('all training images'), _COUNT),
@@ -160,6 +168,7 @@ SCHEMA: dict[str, object] = {
     'optimizer.lookahead_k': _COUNT,
     'optimizer.lookahead_alpha': Float(0, 1, lo_open=True),
     'optimizer.kwargs': Mapping(),
+    'optimizer.body_lr_scale': Float(lo=0, lo_open=True),
     'scheduler.name': Text('a timm scheduler name: cosine, multistep, step, none, ...'),
     'scheduler.warmup_epochs': Int(lo=0),
     'scheduler.warmup_lr': _RATE,

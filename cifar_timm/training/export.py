@@ -24,12 +24,16 @@ RESULTS_FILE = 'results.json'
 
 
 def write_export(output: Path, model: torch.nn.Module, model_args: dict[str, Any], results: dict[str, Any],
-                 data_config: Optional[dict[str, Any]] = None) -> Path:
-    """Write `output/export/` (config.json, model.safetensors, results.json), replacing an older export."""
+                 cfg_overlay: Optional[dict[str, Any]] = None) -> Path:
+    """Write `output/export/` (config.json, model.safetensors, results.json), replacing an older export.
+
+    `cfg_overlay` goes into config.json's pretrained cfg: the run's normalisation, or the classes of a run on the
+    user's own images (num_classes, label_names), which `timm.create_model('local-dir:...')` then reads back.
+    """
     final = Path(output) / EXPORT_DIR
     tmp = final.with_name(f'.{EXPORT_DIR}.tmp{os.getpid()}')
     shutil.rmtree(tmp, ignore_errors=True)
-    save_hf_files(model, tmp, model_args, data_config)
+    save_hf_files(model, tmp, model_args, cfg_overlay)
     (tmp / RESULTS_FILE).write_text(json.dumps(results, indent=2) + '\n')
     replace_dir_atomic(tmp, final)
     return final

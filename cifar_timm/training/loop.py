@@ -24,7 +24,6 @@ import numpy as np
 import timm
 import torch
 
-from ..constants import EXACT_TEST_SLICE
 from ..errors import CifarTimmError
 from . import checkpoint as ckpt
 from .components import build_ema, build_loss, build_mixup, build_optimizer, build_scheduler
@@ -182,23 +181,22 @@ class _Run:
         return None
 
     def _setup_data(self) -> None:
-        from ..data import load_cifar10, train_val_indices
-        from ..data.provenance import exact_mask
-        d = self.config['data']
-        train = load_cifar10(d['dir'], 'train', verify_md5=d['verify_md5'], download=d['download'])
-        train_idx, val_idx = train_val_indices(len(train), d['val_size'], seed=d['split_seed'])
-        train_idx = train_idx[:d['limit']] if d['limit'] else train_idx
-        val_idx = val_idx[:d['val_limit']] if d['val_limit'] is not None else val_idx
-        self.train_images, self.train_labels = train.images[train_idx], train.labels[train_idx]
-        self.val_images, self.val_labels = train.images[val_idx], train.labels[val_idx]
-        # The shared copy is mostly JPEG-decoded: validation reports its exact and JPEG parts apart, since users feed
-        # clean images (None for a copy that is exact throughout)
-        mask = exact_mask(d['dir'], 'train', len(train))
-        self.val_exact = mask[val_idx] if mask is not None and 0 < int(mask[val_idx].sum()) < len(val_idx) else None
-        self.micro_batch = self.config['batch_size'] // self.config['grad_accum_steps']
-        if len(train_idx) < self.micro_batch:
-            raise ConfigError(f'{len(train_idx)} training images are fewer than one batch of {self.micro_batch}; '
-                              f'lower batch_size or raise data.limit')
+        from .datasets import load_training_data
+        cfg = self.config
+        if not timm.is_model(cfg['model']):
+            raise ConfigError(f'model {cfg["model"]!r} is not registered; run `cifar-timm list` for the names')
+        try:
+            model_cfg = timm.models.get_pretrained_cfg(cfg['model']).to_dict()
+        except RuntimeError as e:  # a tag that is not published
+            raise ConfigError(f'model {cfg["model"]!r}: {e} `cifar-timm list --pretrained` shows the published tags; '
+                              f'or name the architecture alone') from e
+        self.data = load_training_data(cfg['data'], model_cfg)
+        (self.train_images, self.train_labels), (self.val_images, self.val_labels) = self.data.train, self.data.val
+        self.val_exact = self.data.val_exact
+        self.micro_batch = cfg['batch_size'] // cfg['grad_accum_steps']
+        if len(self.train_labels) < self.micro_batch:
+            raise ConfigError(f'{len(self.train_labels)} training images are fewer than one batch of '
+                              f'{self.micro_batch}; lower batch_size or raise data.limit')
 
     def _build_loader(self, mean, std):
         """GpuCifarLoader (default) or the torchvision path, both yielding global micro-batches split by rank."""
@@ -220,9 +218,14 @@ class _Run:
 
     def _setup_model(self) -> None:
         cfg = self.config
-        if not timm.is_model(cfg['model']):
-            raise ConfigError(f'model {cfg["model"]!r} is not registered; run `cifar-timm list` for the names')
-        model = timm.create_model(cfg['model'], **cfg['model_args'])
+        model_args = dict(cfg['model_args'])
+        if self.data.own_images:  # a classifier for the tree's classes; with pretrained=true timm swaps in a new one
+            classes = len(self.data.classes)
+            if model_args.setdefault('num_classes', classes) != classes:
+                raise ConfigError(f'model_args.num_classes={model_args["num_classes"]} but {self.data.name} has '
+                                  f'{classes} class folders; leave num_classes out (it is set from the folders)')
+        model = timm.create_model(cfg['model'], pretrained=cfg['pretrained'], **model_args)
+        self.model_args = model_args  # what rebuilds it: the export's config.json records them
         self.mean = tuple(cfg['data']['mean'] or model.pretrained_cfg['mean'])
         self.std = tuple(cfg['data']['std'] or model.pretrained_cfg['std'])
         self.num_classes = model.num_classes
@@ -492,29 +495,18 @@ class _Run:
 
     def _finish(self) -> dict[str, Any]:
         """The one test-set evaluation (final weights), then the export folder."""
-        from ..data import load_cifar10
-        cfg, d = self.config, self.config['data']
-        test = load_cifar10(d['dir'], 'test', verify_md5=d['verify_md5'], download=d['download'])
-        n_test = min(d['test_limit'] or len(test), len(test))
-        test_metrics = self._evaluate(test.images[:n_test], test.labels[:n_test])
-        exact = slice(EXACT_TEST_SLICE.start, min(EXACT_TEST_SLICE.stop, n_test))
-        exact_metrics = test_metrics if exact == slice(0, n_test) else self._evaluate(test.images[exact],
-                                                                                      test.labels[exact])
+        cfg = self.config
         rows = self.log.rows
         results = {
             'model': cfg['model'],
+            'dataset': self.data.name,
             'top1_val': as_float(rows[-1]['val_top1']) if rows else None,
             'top1_val_exact': as_float(rows[-1].get('val_top1_exact')) if rows else None,
             'top1_val_jpeg': as_float(rows[-1].get('val_top1_jpeg')) if rows else None,
             **self._jpeg_gap(),
-            'top1_test': test_metrics['top1'],
-            'top5_test': test_metrics['top5'],
-            'nll_test': test_metrics['nll'],
-            'ece_test': test_metrics['ece'],
-            'top1_exact': exact_metrics['top1'],
-            'top1_exact_ci95': list(exact_metrics['top1_ci95']),
-            'n_exact': exact_metrics['n'],
-            'n_test': test_metrics['n'],
+            'n_train': len(self.train_labels),
+            'n_val': len(self.val_labels),
+            **self._test_results(),
             'epochs': cfg['epochs'],
             'train_time_s': round(self.train_time_s, 1),
             'hardware': hardware(self.device, self.acc.num_processes),
@@ -523,20 +515,51 @@ class _Run:
             'git_sha': self.git_sha,
             'config': self.resolved_config(),
         }
-        data_config = None
-        if cfg['data']['mean'] or cfg['data']['std']:  # the export must say how its inputs were normalised
-            data_config = {'mean': self.mean, 'std': self.std}
-        export = write_export(self.output, self._eval_model(), cfg['model_args'], results, data_config)
-        self.acc.print(f'test top-1 {results["top1_test"]:.2f}% (n={results["n_test"]}), exact {results["top1_exact"]:.2f}% '
-                       f'[{results["top1_exact_ci95"][0]:.1f}, {results["top1_exact_ci95"][1]:.1f}] '
-                       f'(n={results["n_exact"]}); export in {export}')
+        cfg_overlay = {}  # what the export's pretrained cfg must say beyond the architecture's
+        if cfg['data']['mean'] or cfg['data']['std']:  # how its inputs were normalised
+            cfg_overlay.update(mean=self.mean, std=self.std)
+        if self.data.own_images:  # which classes its outputs are
+            results['label_names'] = list(self.data.classes)
+            cfg_overlay.update(num_classes=len(self.data.classes), label_names=list(self.data.classes))
+        export = write_export(self.output, self._eval_model(), self.model_args, results, cfg_overlay)
+        self.acc.print(f'{_test_summary(results)}; export in {export}')
         return results
+
+    def _test_results(self) -> dict[str, Any]:
+        """Test metrics of the final weights: CIFAR-10's test split (and its exact images on their own), or the
+        ImageFolder run's data.test_dir; nothing when the run has no test split."""
+        test = self.data.load_test()
+        if test is None:
+            return {}
+        images, labels = test
+        n_test = min(self.config['data']['test_limit'] or len(labels), len(labels))
+        metrics = self._evaluate(images[:n_test], labels[:n_test])
+        results = {'top1_test': metrics['top1'], 'top5_test': metrics['top5'], 'nll_test': metrics['nll'],
+                   'ece_test': metrics['ece']}
+        if self.data.exact_test is None:
+            return {**results, 'top1_test_ci95': list(metrics['top1_ci95']), 'n_test': metrics['n']}
+        exact = slice(self.data.exact_test.start, min(self.data.exact_test.stop, n_test))
+        exact_metrics = metrics if exact == slice(0, n_test) else self._evaluate(images[exact], labels[exact])
+        return {**results, 'top1_exact': exact_metrics['top1'], 'top1_exact_ci95': list(exact_metrics['top1_ci95']),
+                'n_exact': exact_metrics['n'], 'n_test': metrics['n']}
 
     def resolved_config(self) -> dict[str, Any]:
         threads = self.threads.max_threads if self.threads is not None else self.config['cpu_threads']
         return {**self.config, 'mixed_precision': self.mixed_precision, 'channels_last': self.channels_last,
                 'cpu_threads': threads, 'git_sha': self.git_sha, 'num_processes': self.acc.num_processes,
                 'device': str(self.device)}
+
+
+def _test_summary(results: dict[str, Any]) -> str:
+    if results.get('top1_exact') is not None:
+        lo, hi = results['top1_exact_ci95']
+        return (f'test top-1 {results["top1_test"]:.2f}% (n={results["n_test"]}), exact {results["top1_exact"]:.2f}% '
+                f'[{lo:.1f}, {hi:.1f}] (n={results["n_exact"]})')
+    if results.get('top1_test') is not None:
+        lo, hi = results['top1_test_ci95']
+        return f'test top-1 {results["top1_test"]:.2f}% [{lo:.1f}, {hi:.1f}] (n={results["n_test"]})'
+    val = results['top1_val']
+    return 'no test split (data.test_dir)' + ('' if val is None else f', validation top-1 {val:.2f}%')
 
 
 def _summary(row: dict[str, Any], epochs: int) -> str:
