@@ -35,3 +35,14 @@ def peer_weights_dir() -> Path:
     if not SHARED_PEER_WEIGHTS.is_dir():
         pytest.skip(f'no peer checkpoints: {SHARED_PEER_WEIGHTS} is absent')
     return SHARED_PEER_WEIGHTS
+
+
+@pytest.fixture(scope='module')
+def one_thread():
+    """Batch-1/2 model passes gain nothing from intra-op threads; on a shared 2-core runner OpenMP
+    oversubscription makes them 10-100x slower. Modules of such passes use it with `pytestmark`."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -27,13 +27,7 @@ MODEL_ARGS = {'resnet1202': dict(zero_init_last=True)}
 PREACT = {'xresnet20', 'se_mxresnet20', 'xresnext29_16x2d'}  # representatives with a final norm-act
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    """Batch-1/2 passes gain nothing from intra-op threads; on a shared 2-core runner they only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')  # conftest.py: one torch thread per module
 
 
 @pytest.fixture(scope='module')

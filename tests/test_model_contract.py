@@ -25,14 +25,7 @@ NO_PAPER = {'cifarnet'}
 BATCH = 2
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    """Batch-2 passes gain nothing from intra-op threads; on a shared 2-core runner OpenMP oversubscription
-    makes them 10-100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')  # conftest.py: one torch thread per module
 
 
 @pytest.fixture(scope='module')
