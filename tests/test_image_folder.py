@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 import cifar_timm  # noqa: F401  (registers the models)
 from cifar_timm.cli import main as cli_main
 from cifar_timm.data import ImageFolderError, load_image_folder, scan_image_folder
-from cifar_timm.hub import TAGS_FILE_ENV, WEIGHTS_ENV
+from cifar_timm.hub import HUB_DIR_ENV, TAGS_FILE_ENV, WEIGHTS_ENV
 from cifar_timm.training import ConfigError, load_config, train
 from cifar_timm.training.components import build_optimizer, build_scheduler
 
@@ -239,8 +239,14 @@ def test_pretrained_starts_from_the_zoo_weights_with_a_new_classifier(shapes, tm
     train_dir, _ = shapes
     torch.manual_seed(1)
     zoo = timm.create_model('resnet20').state_dict()  # stands in for published CIFAR-10 weights of resnet20
-    (tmp_path / 'weights' / 'resnet20').mkdir(parents=True)
-    save_file(zoo, tmp_path / 'weights' / 'resnet20' / 'model.safetensors')
+    # under the name `pretrained=True` resolves (the default tag, if resnet20 has one), with no record to vouch for
+    # the published file's sha256 and no checkout hub/ to find the published file in
+    tag = timm.models.get_pretrained_cfg('resnet20').tag
+    (tmp_path / 'weights' / (f'resnet20.{tag}' if tag else 'resnet20')).mkdir(parents=True)
+    save_file(zoo, next((tmp_path / 'weights').iterdir()) / 'model.safetensors')
+    (tmp_path / 'tags.json').write_text('{}')
+    monkeypatch.setenv(TAGS_FILE_ENV, str(tmp_path / 'tags.json'))
+    monkeypatch.setenv(HUB_DIR_ENV, str(tmp_path / 'no-hub'))
     monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path / 'weights'))
     output = tmp_path / 'finetune'
     # the body learns at a millionth of the LR: it leaves training as it came from the zoo
@@ -255,6 +261,7 @@ def test_pretrained_without_weights_is_a_clear_error(shapes, tmp_path, monkeypat
     from cifar_timm.training import main
     train_dir, _ = shapes
     monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path / 'empty'))
+    monkeypatch.setenv(HUB_DIR_ENV, str(tmp_path / 'no-hub'))  # not the checkout's published weights
     monkeypatch.setenv('HF_HUB_OFFLINE', '1')
     assert main(['--config', str(RESNET20), *overrides(train_dir, tmp_path / 'run', 'pretrained=true')]) == 1
     assert 'resnet20' in capsys.readouterr().err
