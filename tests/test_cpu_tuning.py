@@ -31,6 +31,8 @@ def test_recipes_default_to_auto_and_cpu_threads_are_checked():
     with pytest.raises(ConfigError, match='channels_last'):
         load_config('recipes/configs/resnet20.yaml', ['channels_last=sometimes'])
 
+SPINNER = [sys.executable, '-c', 'import time\nend = time.time() + 30\nwhile time.time() < end: pass']  # 30 s busy
+
 
 @pytest.mark.skipif(not sys.platform.startswith('linux'), reason='mallopt is glibc')
 def test_freed_memory_is_kept_on_linux():
@@ -42,7 +44,7 @@ def test_freed_memory_is_kept_on_linux():
 def test_governor_yields_a_core_to_a_busy_process_and_takes_it_back():
     before = torch.get_num_threads()
     governor = ThreadGovernor(min_window_s=1.0)
-    spinner = subprocess.Popen([sys.executable, '-c', 'import time\nend = time.time() + 30\nwhile time.time() < end: pass'])
+    spinner = subprocess.Popen(SPINNER)
     try:
         time.sleep(1.5)
         assert governor.update() == before - 1 == torch.get_num_threads()

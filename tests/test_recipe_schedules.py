@@ -53,6 +53,7 @@ EXPECTED = {
     'vgg7_bn': (100, lambda e: step_lr(e, 3e-3, (50, 75))),  # §3.5 AdamW, MultiStepLR [50, 75]
     'cifarnet': (200, lambda e: warmup_cosine_lr(e + 1, 0.1, 5, 200)),  # ours: 5 warm-up epochs, cosine, per step
     'resnet20_short': (30, lambda e: warmup_cosine_lr(e + 1, 0.1, 2, 30)),  # the CPU campaign's short recipe
+    'xresnet20_short60': (60, lambda e: warmup_cosine_lr(e + 1, 0.1, 3, 60)),  # ... at 60 epochs
     'efficient_resnet24': (200, lambda e: cosine_lr(e, 0.1, 200)),  # §6.2 CosineAnnealingLR(T_max=200), per epoch
     'resnet18_cifar': (200, lambda e: cosine_lr(e, 0.1, 200)),  # issue 6: cosine over 200 epochs
 }
@@ -93,6 +94,7 @@ OPTIMIZERS = {
     'densenet86_bc_k12': ('AdamW', None, 0.1, 'all'),
     'cifarnet': ('SGD', True, 5e-4, 'kernels'),  # ours
     'resnet20_short': ('SGD', True, 5e-4, 'kernels'),  # the CPU campaign's short recipe
+    'se_mxresnet20_short60': ('SGD', True, 5e-4, 'kernels'),  # ... at 60 epochs, SE layers undecayed as the source
     'efficient_resnet24': ('Lookahead', False, 5e-4, 'all'),  # §6.2: Lookahead(SGD momentum, k 5, alpha 0.5)
     'resnet18_cifar': ('SGD', True, 5e-4, 'all'),  # issue 6: SGD-Nesterov, wd 5e-4
 }

@@ -24,13 +24,14 @@ PUBLISHED = {
     'densenet103_bc_k16', 'cifarnet', 'resnet50_4s', 'efficient_resnet24', 'resnet18_cifar',
 }
 
-# The CPU campaign's short recipe (issue 13, recipes/queues/cpu.yaml): <model>_short.yaml.
-SHORT = {'resnet20', 'cifarnet', 'xresnet20', 'vgg7_bn', 'hybrid_resnet26', 'resnet32', 'se_mxresnet20',
-         'se_mxresnext29_16x2d'}
+# The CPU campaign's short recipes (issue 13, recipes/queues/cpu.yaml): <model>_short.yaml (30 epochs) and
+# <model>_short60.yaml (60).
+SHORT = {'resnet20', 'cifarnet', 'xresnet20', 'vgg7_bn'}
+SHORT60 = {'xresnet20', 'hybrid_resnet26', 'resnet32', 'se_mxresnet20', 'se_mxresnext29_16x2d'}
 
 
 def test_every_published_weight_has_a_recipe():
-    assert {p.stem for p in CONFIGS} == PUBLISHED | {f'{m}_short' for m in SHORT}
+    assert {p.stem for p in CONFIGS} == PUBLISHED | {f'{m}_short' for m in SHORT} | {f'{m}_short60' for m in SHORT60}
 
 
 def test_cpu_queue_names_existing_recipes_and_their_models():
@@ -48,7 +49,7 @@ def test_recipe_trains_a_few_steps(path, cifar_root, tmp_path):
     config = load_config(path, [
         f'data.dir={cifar_root}', 'data.verify_md5=false', 'data.limit=8', 'data.val_limit=0', 'data.test_limit=8',
         'batch_size=8', 'epochs=1', f'output={tmp_path}', 'log.progress=false', 'log.tensorboard=false'])
-    model = path.stem.removesuffix('_short')
+    model = path.stem.removesuffix('_short60').removesuffix('_short')
     assert config['model'] == model
     results = train(config)
     assert results['model'] == model and results['n_test'] == 8
