@@ -74,6 +74,18 @@ def test_akamaster_checkpoint_converts_into_a_folder_timm_loads(resnet20, tmp_pa
     assert 'BSD-2-Clause' in (out / 'README.md').read_text()
 
 
+def test_publish_refuses_a_converted_folder(resnet20, tmp_path, capsys):
+    out = tmp_path / 'resnet20.akamaster'
+    assert convert('--from', 'akamaster', save(tmp_path, akamaster_layout(resnet20)), '--model', 'resnet20',
+                   '--out', out) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main(['publish', str(out), '--dry-run']) == 2  # refused before the Hub is asked anything
+    err = capsys.readouterr().err
+    assert 'akamaster/pytorch_resnet_cifar10' in err and 'not weights cifar-timm trained' in err
+    assert 'cifar-timm export RUN_DIR' in err and 'bsd-2-clause' in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 @pytest.mark.parametrize('damage, named', [
     (lambda sd: sd.pop('module.layer3.2.bn2.running_var'), 'stages.2.2.bn2.running_var'),
     (lambda sd: sd.update({'module.layer2.0.conv1.weight': torch.zeros(32, 16, 1, 1)}),

@@ -120,6 +120,7 @@ def check_folder(folder: Path) -> Optional[str]:
     missing = [n for n in REQUIRED_FILES if not (folder / n).is_file()]
     if missing:
         raise PublishError(f'{folder} lacks {", ".join(missing)}; re-create it with `cifar-timm export RUN_DIR`.')
+    _refuse_converted(folder)
     pickles = [p.name for p in folder.rglob('*') if p.suffix in PICKLE_SUFFIXES]
     if pickles:
         raise PublishError(f'{folder} holds pickle files ({", ".join(pickles)}); the repos carry safetensors only: '
@@ -133,6 +134,28 @@ def check_folder(folder: Path) -> Optional[str]:
                            f'pretrained_tags.json, so users\' sha256 check would reject it. Re-run '
                            f'`cifar-timm export RUN_DIR --tag {folder.name.split(".", 1)[-1]}` to make them agree.')
     return weights_sha256
+
+
+def _refuse_converted(folder: Path) -> None:
+    """`cifar-timm convert` output holds a peer's weights under the peer's licence (fattorib's has none), not
+    weights this project trained: the zoo's repos are its own runs only."""
+    import json
+
+    from ..convert.sources import SOURCES
+
+    try:
+        cfg = json.loads((folder / 'config.json').read_text()).get('pretrained_cfg') or {}
+    except (OSError, ValueError, AttributeError) as e:
+        raise PublishError(f'{folder / "config.json"} is not a readable timm config ({e}); re-create the folder with '
+                           f'`cifar-timm export RUN_DIR`.') from e
+    source = SOURCES.get(cfg.get('tag')) if isinstance(cfg, dict) else None
+    if source is not None:
+        raise PublishError(
+            f'{folder} holds the weights of {source.repo}, converted by `cifar-timm convert --from {source.name}`, '
+            f'not weights cifar-timm trained: the zoo publishes only its own runs (licence of these: '
+            f'{source.license or "none given, so they may not be redistributed"}). Publish a folder made by '
+            f'`cifar-timm export RUN_DIR`; use converted folders locally with '
+            f"timm.create_model('local-dir:{folder}', pretrained=True).")
 
 
 def plan_upload(api, folder: Path, repo_id: str, known_sha256: Optional[dict[str, str]] = None) -> UploadPlan:
