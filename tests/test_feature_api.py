@@ -181,3 +181,17 @@ def test_getter_with_norm_and_negative_out_indices():
         middle, last = getter(x)
         torch.testing.assert_close(last, reference.forward_features(x))
         torch.testing.assert_close(middle, reference.forward_intermediates(x, indices=[1], intermediates_only=True)[0])
+
+
+@pytest.mark.parametrize('name', ['resnet20', 'hybrid_resnet26', 'vgg7_bn', 'cifarnet', 'densenet86_bc_k12'])
+def test_user_feature_cfg_merges_with_the_family_default(name):
+    # one of each family's creator: the user's feature_cfg keys win, the family's stay where the user is silent
+    torch.manual_seed(0)
+    whole = timm.create_model(name, features_only=True).eval()
+    picked = timm.create_model(name, features_only=True, feature_cfg=dict(out_indices=(1,))).eval()
+    picked.load_state_dict(whole.state_dict(), strict=False)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        [one] = picked(x)
+        torch.testing.assert_close(one, whole(x)[1])
+    assert picked.feature_info.out_indices == (1,)

@@ -96,12 +96,15 @@ def _cfg_fields(overlay: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in overlay.items() if k in fields}
 
 
-def create_cifar_model(model_cls: Callable, variant: str, pretrained: bool = False, **kwargs: Any):
+def create_cifar_model(model_cls: Callable, variant: str, pretrained: bool = False,
+                       default_feature_cfg: Optional[dict[str, Any]] = None, **kwargs: Any):
     """Build a cifar-timm model through timm's `build_model_with_cfg` (pretrained loading, features_only...).
 
-    Families pass their own `feature_cfg` (e.g. `out_indices` = one per stage). With `pretrained`, the weights
-    file is found ($CIFAR_TIMM_WEIGHTS, hub/, the Hub) and checked first, then timm loads it as a `file` overlay.
+    Families pass their own `default_feature_cfg` (e.g. `out_indices` = one per stage); a user's `feature_cfg`
+    keys win over it. With `pretrained`, the weights file is found ($CIFAR_TIMM_WEIGHTS, hub/, the Hub) and checked
+    first, then timm loads it as a `file` overlay.
     """
+    kwargs['feature_cfg'] = {**(default_feature_cfg or {}), **(kwargs.get('feature_cfg') or {})}
     if isinstance(kwargs.get('pretrained_cfg'), str):  # the tag of `name.tag`, which timm hands over this way
         check_pretrained_tag(variant, kwargs['pretrained_cfg'])
     if pretrained:

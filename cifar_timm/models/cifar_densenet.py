@@ -125,7 +125,7 @@ class CifarDenseNet(CifarClassifier):
 def _create_densenet(variant: str, pretrained: bool = False, **kwargs: Any) -> CifarDenseNet:
     return create_cifar_model(
         CifarDenseNet, variant, pretrained,
-        feature_cfg=dict(out_indices=tuple(range(kwargs['num_chunks'] + 1)), flatten_sequential=True),
+        default_feature_cfg=dict(out_indices=tuple(range(kwargs['num_chunks'] + 1)), flatten_sequential=True),
         **kwargs,
     )
 

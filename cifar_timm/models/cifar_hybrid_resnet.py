@@ -185,7 +185,7 @@ class HybridResNet(CifarClassifier):
 def _create_hybrid_resnet(variant: str, pretrained: bool = False, **kwargs: Any) -> HybridResNet:
     return create_cifar_model(
         HybridResNet, variant, pretrained,
-        feature_cfg=dict(out_indices=tuple(range(len(kwargs['depths']))), flatten_sequential=True),
+        default_feature_cfg=dict(out_indices=tuple(range(len(kwargs['depths']))), flatten_sequential=True),
         **kwargs,
     )
 

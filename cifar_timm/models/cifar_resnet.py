@@ -432,7 +432,7 @@ class CifarResNet(CifarClassifier):
 
 def _create_cifar_resnet(variant: str, pretrained: bool = False, **kwargs: Any) -> CifarResNet:
     feature_cfg = dict(flatten_sequential=True, out_indices=tuple(range(len(kwargs['layers']))))
-    return create_cifar_model(CifarResNet, variant, pretrained, feature_cfg=feature_cfg, **kwargs)
+    return create_cifar_model(CifarResNet, variant, pretrained, default_feature_cfg=feature_cfg, **kwargs)
 
 
 def _cfg(origin_url: str, license: str, *papers: str) -> Dict[str, Any]:

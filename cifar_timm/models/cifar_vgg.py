@@ -145,7 +145,7 @@ class CifarVgg(CifarClassifier):
 def _create_vgg(variant: str, pretrained: bool = False, **kwargs: Any) -> CifarVgg:
     return create_cifar_model(
         CifarVgg, variant, pretrained,
-        feature_cfg=dict(out_indices=tuple(range(len(kwargs['widths']))), flatten_sequential=True),
+        default_feature_cfg=dict(out_indices=tuple(range(len(kwargs['widths']))), flatten_sequential=True),
         **kwargs,
     )
 

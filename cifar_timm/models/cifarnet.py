@@ -116,7 +116,7 @@ class CifarNet(CifarClassifier):
 def _create_cifarnet(variant: str, pretrained: bool = False, **kwargs: Any) -> CifarNet:
     return create_cifar_model(
         CifarNet, variant, pretrained,
-        feature_cfg=dict(out_indices=tuple(range(len(kwargs['widths']))), flatten_sequential=True),
+        default_feature_cfg=dict(out_indices=tuple(range(len(kwargs['widths']))), flatten_sequential=True),
         **kwargs,
     )
 
