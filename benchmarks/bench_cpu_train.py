@@ -4,7 +4,9 @@ optimizer, schedule, EMA where the recipe has it), for every registered model, i
 1. **every model**, bf16 autocast + channels_last against fp32 NCHW: img/s of the second of two short epochs
    (the first pays warm-up: oneDNN primitives, the compiled layers), batch 128 for all, each model's own recipe;
 2. **ratios** the CPU-speed work is judged by (mxresnet20 / xresnet20, se_mxresnext29_16x2d / xresnet29), the
-   four models interleaved over `--repeats` rounds, the ratio of the medians;
+   four models interleaved over `--repeats` rounds, the ratio of the medians, in the trainer's CPU defaults
+   (`auto`: bf16 + channels_last where the CPU computes bf16 natively, fp32 + channels_last elsewhere, where
+   emulated bf16 is some 30x slower and no run would use it);
 3. **a whole resnet20 epoch** (45,000 images, the He recipe) with the trainer's CPU defaults against a seed-style
    pipeline: the same trainer with `data.loader=torchvision` (a DataLoader with 2 workers running RandomCrop,
    flip, ToTensor, Normalize on PIL images), fp32, NCHW and all cores' threads, as the seed repositories train.
@@ -34,6 +36,7 @@ from bench_train_epoch import REPO_ROOT, RecipeRun, add_data_arguments, run_reci
 SETTINGS = {
     'bf16+CL': ['mixed_precision=bf16', 'channels_last=true'],
     'fp32 NCHW': ['mixed_precision=no', 'channels_last=false'],
+    'CPU defaults': ['mixed_precision=auto', 'channels_last=auto'],
 }
 RATIO_PAIRS = (('mxresnet20', 'xresnet20', 0.8), ('se_mxresnext29_16x2d', 'xresnet29', 0.6))
 EPOCH_TARGET = 3.0
@@ -83,11 +86,14 @@ def part_ratios(args, root: Path) -> list[dict[str, Any]]:
     speeds: dict[str, list[float]] = {m: [] for m in models}
     for r in range(args.repeats):
         for model in models:
-            speeds[model].append(short_epochs(args, model, 'bf16+CL', root / f'ratio-{model}-{r}')[0])
+            speeds[model].append(short_epochs(args, model, 'CPU defaults', root / f'ratio-{model}-{r}')[0])
+    from cifar_timm.training.cpu import resolve_mixed_precision
+    precision = 'bf16' if resolve_mixed_precision('auto', torch.device('cpu')) == 'bf16' else 'fp32'
+    print(f'ratios in the CPU defaults: {precision}, channels_last')
     out = []
     for model, ref, target in RATIO_PAIRS:
         a, b = statistics.median(speeds[model]), statistics.median(speeds[ref])
-        out.append({'model': model, 'reference': ref, 'target': target, 'ratio': a / b,
+        out.append({'model': model, 'reference': ref, 'target': target, 'ratio': a / b, 'precision': precision,
                     'model_img_s': speeds[model], 'reference_img_s': speeds[ref]})
         print(f'{model} / {ref}: {a:.0f} / {b:.0f} img/s = {a / b:.2f}x (target >= {target}x; rounds: '
               f'{", ".join(f"{v:.0f}" for v in speeds[model])} vs {", ".join(f"{v:.0f}" for v in speeds[ref])})')

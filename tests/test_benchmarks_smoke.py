@@ -12,6 +12,7 @@ import torch
 
 from cifar_timm.constants import EXACT_TEST_SLICE
 from cifar_timm.data import load_cifar10
+from cifar_timm.training.cpu import cpu_has_native_bf16
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / 'benchmarks'
 
@@ -107,6 +108,7 @@ def test_cpu_train_benchmark_runs_its_three_parts(bench, cifar_root, tmp_path):
     assert row['model'] == 'resnet20' and row['bf16+CL'] > 0 and row['fp32 NCHW'] > 0
     assert 'mixed_precision=no' in row['fp32 NCHW command']
     assert {r['model'] for r in report['ratios']} == {'mxresnet20', 'se_mxresnext29_16x2d'}
+    assert {r['precision'] for r in report['ratios']} == {'bf16' if cpu_has_native_bf16() else 'fp32'}
     assert report['epoch']['ratio'] > 0 and len(report['epoch']) == 3
 
 
