@@ -149,7 +149,7 @@ def _refuse_converted(folder: Path) -> None:
         raise PublishError(f'{folder / "config.json"} is not a readable timm config ({e}); re-create the folder with '
                            f'`cifar-timm export RUN_DIR`.') from e
     source = SOURCES.get(cfg.get('tag')) if isinstance(cfg, dict) else None
-    if source is not None:
+    if source is not None and not (folder / 'results.json').is_file():  # an export writes its training record
         raise PublishError(
             f'{folder} holds the weights of {source.repo}, converted by `cifar-timm convert --from {source.name}`, '
             f'not weights cifar-timm trained: the zoo publishes only its own runs (licence of these: '
