@@ -12,6 +12,8 @@ from cifar_timm.training.config import ConfigError
 from cifar_timm.training.cpu import (ThreadGovernor, cpu_has_native_bf16, keep_freed_memory, resolve_channels_last,
                                      resolve_mixed_precision)
 
+SPINNER = [sys.executable, '-c', 'import time\nend = time.time() + 30\nwhile time.time() < end: pass']  # 30 s busy
+
 CPU = torch.device('cpu')
 
 
@@ -30,8 +32,6 @@ def test_recipes_default_to_auto_and_cpu_threads_are_checked():
             load_config('recipes/configs/resnet20.yaml', [f'cpu_threads={bad}'])
     with pytest.raises(ConfigError, match='channels_last'):
         load_config('recipes/configs/resnet20.yaml', ['channels_last=sometimes'])
-
-SPINNER = [sys.executable, '-c', 'import time\nend = time.time() + 30\nwhile time.time() < end: pass']  # 30 s busy
 
 
 @pytest.mark.skipif(not sys.platform.startswith('linux'), reason='mallopt is glibc')

@@ -242,8 +242,9 @@ def test_pretrained_starts_from_the_zoo_weights_with_a_new_classifier(shapes, tm
     # under the name `pretrained=True` resolves (the default tag, if resnet20 has one), with no record to vouch for
     # the published file's sha256 and no checkout hub/ to find the published file in
     tag = timm.models.get_pretrained_cfg('resnet20').tag
-    (tmp_path / 'weights' / (f'resnet20.{tag}' if tag else 'resnet20')).mkdir(parents=True)
-    save_file(zoo, next((tmp_path / 'weights').iterdir()) / 'model.safetensors')
+    folder = tmp_path / 'weights' / (f'resnet20.{tag}' if tag else 'resnet20')
+    folder.mkdir(parents=True)
+    save_file(zoo, folder / 'model.safetensors')
     (tmp_path / 'tags.json').write_text('{}')
     monkeypatch.setenv(TAGS_FILE_ENV, str(tmp_path / 'tags.json'))
     monkeypatch.setenv(HUB_DIR_ENV, str(tmp_path / 'no-hub'))

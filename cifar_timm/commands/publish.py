@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -139,8 +140,6 @@ def check_folder(folder: Path) -> Optional[str]:
 def _refuse_converted(folder: Path) -> None:
     """`cifar-timm convert` output holds a peer's weights under the peer's licence (fattorib's has none), not
     weights this project trained: the zoo's repos are its own runs only."""
-    import json
-
     from ..convert.sources import SOURCES
 
     try:
