@@ -1,5 +1,6 @@
 """The fast layers compute the same functions as the plain ones: fast Mish against F.mish (and it falls back to
-F.mish where it cannot be compiled), the block-diagonal grouped conv against nn.Conv2d's grouped one."""
+F.mish where it cannot be compiled), the block-diagonal grouped conv against nn.Conv2d's grouped one, the Keras
+'same' average pool's hand-written backward against ATen's."""
 import warnings
 
 import pytest
@@ -8,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cifar_timm.layers import (CompiledFunction, FastMish, GroupedConv2d, block_diagonal_weight, fast_mish,
-                               grouped_conv2d)
+                               grouped_conv2d, keras_same_avg_pool2d, keras_same_avg_pool2d_eager)
 from cifar_timm.layers import grouped_conv
 
 
@@ -114,3 +115,42 @@ def test_grouped_conv_module_matches_nn_conv2d_under_bf16_autocast():
     # fp32 outside autocast: the grouped kernel itself, the same numbers
     torch.testing.assert_close(fast(x), plain(x))
     torch.testing.assert_close(grouped_conv2d(x, plain.weight, None, (1, 1), (1, 1), 16), plain(x))
+
+
+@pytest.mark.parametrize('shape', [(3, 8, 32, 32), (2, 5, 7, 4), (2, 3, 1, 6), (1, 2, 1, 1)])
+@pytest.mark.parametrize('channels_last', [False, True])
+@pytest.mark.parametrize('stride', [1, 2])
+def test_keras_same_avg_pool_backward_equals_atens(shape, channels_last, stride):
+    torch.manual_seed(0)
+    x = torch.randn(shape)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y, g = _value_and_grad(lambda t: keras_same_avg_pool2d(t, stride), x)
+    y_ref, g_ref = _value_and_grad(lambda t: keras_same_avg_pool2d_eager(t, stride), x)
+    assert y.shape == y_ref.shape == (shape[0], shape[1], -(-shape[2] // stride), -(-shape[3] // stride))
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=0)
+    torch.testing.assert_close(g, g_ref)
+    # a gradient that is not all ones: every cell's share of each window it is in
+    x = x.detach().requires_grad_()
+    grad_out = torch.randn_like(y)
+    keras_same_avg_pool2d(x, stride).backward(grad_out)
+    torch.testing.assert_close(x.grad, torch.autograd.grad(keras_same_avg_pool2d_eager(x, stride), x, grad_out)[0])
+
+
+def test_keras_same_avg_pool_backward_in_bf16_matches_atens():
+    x = torch.randn(4, 16, 8, 8).bfloat16().contiguous(memory_format=torch.channels_last)
+    grad_out = torch.randn(4, 16, 8, 8).bfloat16()
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    keras_same_avg_pool2d(x1, 1).backward(grad_out)
+    keras_same_avg_pool2d_eager(x2, 1).backward(grad_out)
+    assert x1.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(x1.grad.float(), x2.grad.float(), rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.filterwarnings('ignore::DeprecationWarning', 'ignore::FutureWarning')
+def test_keras_same_avg_pool_traces_to_plain_ops():
+    # torch.jit.trace (and ONNX export through it) would keep the autograd.Function as an opaque Python op
+    x = torch.randn(1, 2, 4, 4)
+    traced = torch.jit.trace(lambda t: keras_same_avg_pool2d(t, 1), x)
+    assert not [node.kind() for node in traced.graph.nodes() if 'Python' in node.kind()]
+    torch.testing.assert_close(traced(x), keras_same_avg_pool2d_eager(x, 1))
