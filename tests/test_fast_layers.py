@@ -1,15 +1,17 @@
 """The fast layers compute the same functions as the plain ones: fast Mish against F.mish (and it falls back to
 F.mish where it cannot be compiled), the block-diagonal grouped conv against nn.Conv2d's grouped one, the Keras
-'same' average pool's hand-written backward against ATen's."""
+'same' average pool's hand-written backward against ATen's, SqueezeExcite against timm's SEModule."""
 import warnings
 
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from timm.layers import SEModule
 
 from cifar_timm.layers import (CompiledFunction, FastMish, GroupedConv2d, block_diagonal_weight, fast_mish,
-                               grouped_conv2d, keras_same_avg_pool2d, keras_same_avg_pool2d_eager)
+                               SqueezeExcite, grouped_conv2d, keras_same_avg_pool2d,
+                               keras_same_avg_pool2d_eager)
 from cifar_timm.layers import grouped_conv
 
 
@@ -154,3 +156,20 @@ def test_keras_same_avg_pool_traces_to_plain_ops():
     traced = torch.jit.trace(lambda t: keras_same_avg_pool2d(t, 1), x)
     assert not [node.kind() for node in traced.graph.nodes() if 'Python' in node.kind()]
     torch.testing.assert_close(traced(x), keras_same_avg_pool2d_eager(x, 1))
+
+
+@pytest.mark.parametrize('shape', [(4, 32, 8, 8), (2, 16, 5, 3)])
+@pytest.mark.parametrize('bias,add_maxpool', [(False, False), (True, False), (False, True)])
+def test_squeeze_excite_equals_timms_se_module_with_its_gradients(shape, bias, add_maxpool):
+    torch.manual_seed(0)
+    plain = SEModule(shape[1], rd_ratio=1 / 16, rd_divisor=1, bias=bias, add_maxpool=add_maxpool)
+    fast = SqueezeExcite(shape[1], rd_ratio=1 / 16, rd_divisor=1, bias=bias, add_maxpool=add_maxpool)
+    assert fast.load_state_dict(plain.state_dict()) is not None
+    assert list(fast.state_dict()) == list(plain.state_dict())
+    x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
+    y, g = _value_and_grad(fast, x)
+    y_ref, g_ref = _value_and_grad(plain, x)
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=0)  # mean is that sum and that division
+    torch.testing.assert_close(g, g_ref)
+    for p, p_ref in zip(fast.parameters(), plain.parameters()):
+        torch.testing.assert_close(p.grad, p_ref.grad)

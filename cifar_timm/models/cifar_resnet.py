@@ -25,10 +25,10 @@ import torch
 import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import LayerType, SEModule, create_attn, get_act_layer
+from timm.layers import LayerType, create_attn, get_act_layer
 from timm.models import register_model
 
-from ..layers import (FastMish, GroupedConv2d, grouped_conv2d, keras_same_avg_pool2d,
+from ..layers import (FastMish, GroupedConv2d, SqueezeExcite, grouped_conv2d, keras_same_avg_pool2d,
                       keras_same_avg_pool2d_eager)
 from ._base import CifarClassifier
 from ._common import SourceResult, cifar_cfg, cifar_default_cfgs, create_cifar_model
@@ -43,10 +43,11 @@ torch.fx.wrap('keras_same_avg_pool2d')
 # Keras's own defaults, eps 1e-3 and momentum 0.99 (PyTorch momentum 0.01).
 KERAS_BN = partial(nn.BatchNorm2d, eps=2e-5)
 KERAS_DEFAULT_BN = partial(nn.BatchNorm2d, eps=1e-3, momentum=0.01)
-# Keras SE: floor(C/16) hidden units, no biases (timm's default divisor 8 would round 16/16 up to 8).
-KERAS_SE = partial(SEModule, rd_ratio=1 / 16, rd_divisor=1, bias=False)
+# Keras SE: floor(C/16) hidden units, no biases (timm's default divisor 8 would round 16/16 up to 8). SqueezeExcite
+# is timm's SEModule with a cheaper backward (layers/squeeze_excite.py).
+KERAS_SE = partial(SqueezeExcite, rd_ratio=1 / 16, rd_divisor=1, bias=False)
 # Efficient ResNets' SE on the stem: 1x1 convs with biases.
-STEM_SE = partial(SEModule, rd_ratio=1 / 16, rd_divisor=1, bias=True)
+STEM_SE = partial(SqueezeExcite, rd_ratio=1 / 16, rd_divisor=1, bias=True)
 
 # Each source's weight init: kaiming-normal mode for the weights (None keeps PyTorch's defaults),
 # whether Linear weights get it too, and whether biases start at zero.
