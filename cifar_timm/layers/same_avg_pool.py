@@ -46,18 +46,19 @@ class _StrideOneSameAvgPool(torch.autograd.Function):
         return F.avg_pool2d(per_cell, 2, 1, padding=1, count_include_pad=True, divisor_override=1)[:, :, :-1, :-1]
 
 
-@torch.fx.wrap
-def keras_same_avg_pool2d(x: torch.Tensor, stride: int) -> torch.Tensor:
-    """2x2 average pool with Keras 'same' padding at stride 1 or 2 (shape ceil(H / stride) x ceil(W / stride))."""
+def keras_same_avg_pool2d_eager(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """2x2 average pool with Keras 'same' padding at stride 1 or 2 (shape ceil(H / stride) x ceil(W / stride)), with
+    ATen's own backward (TorchScript cannot call an autograd.Function)."""
     if stride == 1:
-        # jit.trace (ONNX export) would record the autograd.Function as an opaque Python op
-        return _stride_one(x) if torch.jit.is_tracing() else _StrideOneSameAvgPool.apply(x)
+        return _stride_one(x)
     # ceil_mode lets the last window overhang an odd edge, averaging only the cells inside
     return F.avg_pool2d(x, 2, stride, ceil_mode=True, count_include_pad=False)
 
 
-def keras_same_avg_pool2d_eager(x: torch.Tensor, stride: int) -> torch.Tensor:
-    """The same pool with ATen's own backward (TorchScript cannot call an autograd.Function)."""
-    if stride == 1:
-        return _stride_one(x)
-    return F.avg_pool2d(x, 2, stride, ceil_mode=True, count_include_pad=False)
+@torch.fx.wrap
+def keras_same_avg_pool2d(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """The same pool with the hand-written backward at stride 1."""
+    # jit.trace (ONNX export) would record the autograd.Function as an opaque Python op
+    if stride == 1 and not torch.jit.is_tracing():
+        return _StrideOneSameAvgPool.apply(x)
+    return keras_same_avg_pool2d_eager(x, stride)
