@@ -177,7 +177,7 @@ checked before use.
 - **Epochs:** {r.get('epochs', '–')}
 - **Training time:** {_duration(r.get('train_time_s'))}
 - **Hardware:** {r.get('hardware', 'not recorded')}
-- **Precision and memory format:** {r.get('mixed_precision', 'not recorded')}{_memory_format(r)} (a property of the
+- **Precision and memory format:** {_precision(r)}{_memory_format(r)} (a property of the
   machine, not of the recipe: `auto` picks bf16 autocast and channels_last where they run natively)
 - **Code:** cifar-timm at git `{r.get('git_sha') or 'unknown'}`
 {curves}
@@ -243,6 +243,13 @@ def _count(n: Optional[int]) -> str:
 
 def _interval(ci: Optional[list]) -> str:
     return f'[{ci[0]:.2f}, {ci[1]:.2f}]' if ci else '–'
+
+
+def _precision(results: dict) -> str:
+    # the config's value ('no', 'bf16', 'fp16') names a mixed-precision mode; a reader wants the arithmetic
+    precision = results.get('mixed_precision')
+    return {None: 'not recorded', 'no': 'fp32', 'bf16': 'bf16 autocast', 'fp16': 'fp16 autocast'}.get(precision,
+                                                                                                    str(precision))
 
 
 def _memory_format(results: dict) -> str:
