@@ -50,8 +50,9 @@ def test_card_shows_the_jpeg_gap_rows():
 def test_card_names_the_arithmetic_precision_and_memory_format():
     def card(**results):
         facts = CardFacts(name_tag='resnet20.short_c10', hf_hub_id='cifar-timm/resnet20.short_c10',
-                          license='apache-2.0', sha256='0' * 64, params=1, macs=1, results={'top1_exact': 90.0, **results},
-                          config_yaml='model: resnet20\n', pretrained_cfg={'mean': (0.5,) * 3, 'std': (0.25,) * 3})
+                          license='apache-2.0', sha256='0' * 64, params=1, macs=1,
+                          results={'top1_exact': 90.0, **results}, config_yaml='model: resnet20\n',
+                          pretrained_cfg={'mean': (0.5,) * 3, 'std': (0.25,) * 3})
         return render_card(facts).split('**Precision and memory format:** ')[1].split(' (')[0]
 
     # the config says mixed_precision: 'no'; the card says what the arithmetic was

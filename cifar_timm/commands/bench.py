@@ -114,15 +114,38 @@ def run(args: argparse.Namespace) -> int:
 
 
 def describe_device(device: torch.device) -> str:
+    """e.g. 'NVIDIA H100 80GB HBM3' or 'CPU (AMD EPYC, AVX2, 2 threads)': a CPU's speed depends on its vector
+    instructions (torch's capability: AVX2, AVX512...) at least as much as on its name."""
     if device.type == 'cuda':
         return torch.cuda.get_device_name(device)
-    return f'CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)'
+    parts = [cpu_model_name(), _cpu_capability(), f'{torch.get_num_threads()} threads']
+    return f'CPU ({", ".join(p for p in parts if p)})'
+
+
+def cpu_model_name() -> str:
+    """The processor's marketing name where the OS tells it (Linux: /proc/cpuinfo), else its architecture."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                key, _, value = line.partition(':')
+                if key.strip() == 'model name' and value.strip():
+                    return ' '.join(value.split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cpu_capability() -> str:
+    try:
+        return torch.backends.cpu.get_cpu_capability()
+    except (AttributeError, RuntimeError):  # older torch
+        return ''
 
 
 def machine_info(device: torch.device) -> dict:
     """What a benchmark ran on: device name, NVIDIA driver, CUDA and torch versions, CPU count."""
     info = {'device': describe_device(device), 'torch': torch.__version__, 'cuda': torch.version.cuda,
-            'driver': None, 'cpu': platform.processor() or platform.machine(), 'cpu_count': os.cpu_count()}
+            'driver': None, 'cpu': cpu_model_name(), 'cpu_count': os.cpu_count()}
     if device.type == 'cuda':
         try:  # torch does not expose the driver version; nvidia-smi ships with every driver
             out = subprocess.run(['nvidia-smi', '--query-gpu=driver_version', '--format=csv,noheader'],
