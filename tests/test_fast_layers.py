@@ -78,16 +78,19 @@ def test_a_failed_compile_warns_once_and_falls_back_to_eager(monkeypatch):
     assert not layer.usable
 
 
-@pytest.mark.parametrize('channels,groups,stride', [(32, 16, 1), (64, 16, 2), (128, 16, 1), (24, 4, 1)])
-def test_block_diagonal_conv_equals_the_grouped_conv_with_its_gradients(channels, groups, stride):
+@pytest.mark.parametrize('channels,groups,merge,stride', [
+    (32, 16, None, 1), (64, 16, None, 2), (128, 16, None, 1), (24, 4, None, 1),  # all groups: one dense conv
+    (32, 16, 4, 1), (64, 16, 2, 2), (24, 4, 2, 1), (32, 16, 1, 1)])             # partly merged, and unmerged
+def test_block_diagonal_conv_equals_the_grouped_conv_with_its_gradients(channels, groups, merge, stride):
     torch.manual_seed(0)
     x = torch.randn(2, channels, 8, 8, dtype=torch.float64)
     w = torch.randn(channels, channels // groups, 3, 3, dtype=torch.float64)
+    merged = groups if merge is None else merge
 
-    def run(dense):
+    def run(block_diagonal):
         xi, wi = x.clone().requires_grad_(), w.clone().requires_grad_()
-        weight = block_diagonal_weight(wi, groups) if dense else wi
-        y = F.conv2d(xi, weight, None, stride, 1, 1, 1 if dense else groups)
+        weight = block_diagonal_weight(wi, groups, merge) if block_diagonal else wi
+        y = F.conv2d(xi, weight, None, stride, 1, 1, groups // merged if block_diagonal else groups)
         y.backward(torch.cos(y.detach()))
         return y.detach(), xi.grad, wi.grad
 
@@ -95,14 +98,34 @@ def test_block_diagonal_conv_equals_the_grouped_conv_with_its_gradients(channels
         torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
 
 
-def test_grouped_conv2d_takes_the_dense_path_only_for_small_groups_in_cpu_bf16():
+def test_block_diagonal_weight_refuses_a_merge_that_does_not_divide_the_groups():
+    with pytest.raises(ValueError, match='cannot merge 16 groups 3 at a time'):
+        block_diagonal_weight(torch.randn(32, 2, 3, 3), 16, 3)
+
+
+def test_narrow_groups_merge_to_what_the_cpu_runs_fastest():
     x = torch.randn(1, 32, 4, 4)
-    small, wide = torch.randn(32, 2, 3, 3), torch.randn(32, 16, 3, 3)
-    assert not grouped_conv.dense_is_faster(x, small, 16)  # fp32: oneDNN's grouped kernel wins
-    with torch.autocast('cpu', dtype=torch.bfloat16):
-        assert grouped_conv.dense_is_faster(x, small, 16)
-        assert not grouped_conv.dense_is_faster(x, wide, 2)
-        assert not grouped_conv.dense_is_faster(x, torch.randn(32, 32, 3, 3), 1)
+
+    def merge(in_per_group, groups):
+        return grouped_conv.merged_groups(x, torch.randn(in_per_group * groups, in_per_group, 3, 3), groups)
+
+    # fp32: merged up to 8 channels a group (an AVX2 register of floats), by a divisor of the groups
+    assert (merge(2, 16), merge(4, 16), merge(8, 16), merge(6, 4), merge(10, 2)) == (4, 2, 1, 1, 1)
+    assert merge(2, 3) == 1 and merge(2, 2) == 2 and merge(3, 4) == 2 and merge(4, 64) == 2 and merge(16, 1) == 1
+    with torch.autocast('cpu', dtype=torch.bfloat16):  # bf16: groups of at most 4 channels run as one dense conv
+        assert (merge(2, 16), merge(4, 16), merge(8, 16)) == (16, 16, 1)
+        assert grouped_conv.dense_is_faster(x, torch.randn(32, 2, 3, 3), 16)
+    assert not grouped_conv.dense_is_faster(x, torch.randn(32, 2, 3, 3), 16)
+    assert grouped_conv.merged_groups(x.double(), torch.randn(32, 2, 3, 3, dtype=torch.float64), 16) == 1
+
+
+def test_a_trace_keeps_the_plain_grouped_conv():
+    conv = GroupedConv2d(32, 32, 3, padding=1, groups=16, bias=False)
+    x = torch.randn(2, 32, 8, 8)
+    traced = torch.jit.trace(conv, x)  # what ONNX export records: one grouped conv, no weight arithmetic
+    kinds = [node.kind() for node in traced.inlined_graph.nodes()]
+    assert 'aten::_convolution' in kinds and 'aten::mul' not in kinds and 'aten::eye' not in kinds
+    torch.testing.assert_close(traced(x), conv(x))
 
 
 def test_grouped_conv_module_matches_nn_conv2d_under_bf16_autocast():

@@ -1,11 +1,15 @@
-"""Grouped convolution that runs as a dense, block-diagonal one where that is faster: same parameters, same
-function.
+"""Grouped convolution that runs narrow groups merged into wider block-diagonal ones where that is faster: same
+parameters, same function.
 
-oneDNN's bf16 grouped convolution on CPU is slow when each group has very few channels (the 16x2d ResNeXts have
-2 to 8): a dense conv over the block-diagonal weight does up to `groups` times the arithmetic yet, for 2 channels
-a group, took about half the time forward+backward on the project CPU (docs/benchmarks.md). The weight keeps its
-grouped shape (out, in / groups, k, k), so weights are interchangeable with nn.Conv2d; the dense weight is built
-each call (a few KiB) and its gradient lands on the diagonal blocks only.
+oneDNN's grouped convolution on CPU is slow when each group has fewer channels than a vector register holds (the
+16x2d ResNeXts have 2 to 8). Merging `m` neighbouring groups into one whose weight is block-diagonal does `m` times
+the arithmetic but runs vectorised:
+* bf16 (AVX-512 bf16 machine): every group of at most 4 channels merged into one dense conv took about half the
+  time forward+backward (docs/benchmarks.md).
+* fp32 (AVX2 machine, 8 floats a register): groups merged up to 8 channels, not further; the dense conv lost there
+  (forward+backward of se_mxresnext29_16x2d's stride-1 grouped convs: 170 ms grouped, 326 ms dense).
+The weight keeps its grouped shape (out, in / groups, k, k), so weights are interchangeable with nn.Conv2d; the
+merged weight is built each call (a few KiB) and its gradient lands on the diagonal blocks only.
 """
 from __future__ import annotations
 
@@ -16,16 +20,24 @@ import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-# Channels per group at or below which the dense form wins (bf16 on CPU); measured per stage of xresnext29_16x2d.
+# bf16 on CPU: groups of at most this many channels all merge into one dense conv (measured per stage of
+# xresnext29_16x2d).
 DENSE_MAX_GROUP_CHANNELS = 4
+# fp32 on CPU: narrower groups merge up to this many channels (an AVX2 register of floats).
+FP32_MERGED_GROUP_CHANNELS = 8
 
 
-def block_diagonal_weight(weight: torch.Tensor, groups: int) -> torch.Tensor:
-    """(out, in / g, kh, kw) grouped weight -> (out, in, kh, kw) dense weight, zero outside the group blocks."""
+def block_diagonal_weight(weight: torch.Tensor, groups: int, merge: Optional[int] = None) -> torch.Tensor:
+    """(out, in / g, kh, kw) weight of `groups` groups -> the weight of `groups / merge` groups, each `merge` of the
+    old ones with their blocks on its diagonal and zeros elsewhere; merge=None (all groups) gives the dense
+    (out, in, kh, kw) weight."""
+    merge = groups if merge is None else merge
+    if merge < 1 or groups % merge:
+        raise ValueError(f'cannot merge {groups} groups {merge} at a time: merge must divide groups')
     out_chs, in_per_group, kh, kw = weight.shape
-    blocks = weight.reshape(groups, out_chs // groups, 1, in_per_group, kh, kw)
-    eye = torch.eye(groups, dtype=weight.dtype, device=weight.device).reshape(groups, 1, groups, 1, 1, 1)
-    return (blocks * eye).reshape(out_chs, groups * in_per_group, kh, kw)
+    blocks = weight.reshape(groups // merge, merge, out_chs // groups, 1, in_per_group, kh, kw)
+    eye = torch.eye(merge, dtype=weight.dtype, device=weight.device).reshape(1, merge, 1, merge, 1, 1, 1)
+    return (blocks * eye).reshape(out_chs, merge * in_per_group, kh, kw)
 
 
 def _cpu_bf16(x: torch.Tensor) -> bool:
@@ -36,20 +48,36 @@ def _cpu_bf16(x: torch.Tensor) -> bool:
     return torch.is_autocast_enabled('cpu') and torch.get_autocast_dtype('cpu') == torch.bfloat16
 
 
+def merged_groups(x: torch.Tensor, weight: torch.Tensor, groups: int) -> int:
+    """How many neighbouring groups to run as one on this input: 1 keeps the grouped conv, `groups` is dense."""
+    in_per_group = weight.shape[1]
+    if groups == 1 or x.device.type != 'cpu' or torch.jit.is_tracing():
+        return 1  # GPUs: cuDNN's grouped kernels are fine; a trace (ONNX) keeps the plain grouped conv
+    if _cpu_bf16(x):
+        return groups if in_per_group <= DENSE_MAX_GROUP_CHANNELS else 1
+    if x.dtype != torch.float32:
+        return 1
+    merge = 1  # doubled while the merged group stays within a register (6 -> 12 channels was slower)
+    while 2 * merge * in_per_group <= FP32_MERGED_GROUP_CHANNELS and groups % (2 * merge) == 0:
+        merge *= 2
+    return merge
+
+
 def dense_is_faster(x: torch.Tensor, weight: torch.Tensor, groups: int) -> bool:
-    return groups > 1 and weight.shape[1] <= DENSE_MAX_GROUP_CHANNELS and _cpu_bf16(x)
+    return groups > 1 and merged_groups(x, weight, groups) == groups
 
 
 @torch.fx.wrap
 def grouped_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: Tuple[int, int],
                    padding: Tuple[int, int], groups: int) -> torch.Tensor:
-    if dense_is_faster(x, weight, groups):
-        return F.conv2d(x, block_diagonal_weight(weight, groups), bias, stride, padding)
+    merge = merged_groups(x, weight, groups)
+    if merge > 1:
+        return F.conv2d(x, block_diagonal_weight(weight, groups, merge), bias, stride, padding, 1, groups // merge)
     return F.conv2d(x, weight, bias, stride, padding, 1, groups)
 
 
 class GroupedConv2d(nn.Conv2d):
-    """nn.Conv2d (integer padding, no dilation) whose grouped form may run as the block-diagonal dense conv."""
+    """nn.Conv2d (integer padding, no dilation) whose narrow groups may run merged into block-diagonal ones."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.jit.is_scripting():
