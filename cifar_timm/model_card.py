@@ -176,10 +176,7 @@ checked before use.
 ## Training
 - **Epochs:** {r.get('epochs', '–')}
 - **Training time:** {_duration(r.get('train_time_s'))}
-- **Hardware:** {r.get('hardware', 'not recorded')}
-- **Precision and memory format:** {_precision(r)}{_memory_format(r)} (a property of the
-  machine, not of the recipe: `auto` picks bf16 autocast and channels_last where they run natively)
-- **Code:** cifar-timm at git `{r.get('git_sha') or 'unknown'}`
+{_machine_lines(r)}- **Code:** cifar-timm at git `{r.get('git_sha') or 'unknown'}`
 {curves}
 The full recipe (`config.yaml` of the run; train with `python recipes/train.py --config FILE`):
 
@@ -245,6 +242,20 @@ def _interval(ci: Optional[list]) -> str:
     return f'[{ci[0]:.2f}, {ci[1]:.2f}]' if ci else '–'
 
 
+def _machine_lines(r: dict) -> str:
+    """Hardware, precision and memory format: one line each, or one line per stretch of a run resumed elsewhere."""
+    segments = r.get('segments') or []
+    if len(segments) <= 1:
+        return (f"- **Hardware:** {r.get('hardware', 'not recorded')}\n"
+                f"- **Precision and memory format:** {_precision(r)}{_memory_format(r)} (a property of the\n"
+                f"  machine, not of the recipe: `auto` picks bf16 autocast and channels_last where they run natively)\n")
+    lines = ['- **Hardware, precision and memory format:** the run was stopped and resumed (`resume=auto`) on these, '
+             'with `auto` picking bf16 autocast and channels_last where they run natively:']
+    lines += [f"  - from epoch {s['from_epoch'] + 1}: {s.get('hardware') or 'hardware not recorded'}, "
+              f"{_precision(s)}{_memory_format(s)}" for s in segments]
+    return '\n'.join(lines) + '\n'
+
+
 def _precision(results: dict) -> str:
     # the config's value ('no', 'bf16', 'fp16') names a mixed-precision mode; a reader wants the arithmetic
     precision = results.get('mixed_precision')
@@ -253,7 +264,7 @@ def _precision(results: dict) -> str:
 
 
 def _memory_format(results: dict) -> str:
-    if 'channels_last' not in results:
+    if results.get('channels_last') is None:
         return ''
     return ', channels_last' if results['channels_last'] else ', NCHW'
 

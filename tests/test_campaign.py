@@ -59,3 +59,18 @@ def test_card_names_the_arithmetic_precision_and_memory_format():
     assert card(mixed_precision='no', channels_last=True) == 'fp32, channels_last'
     assert card(mixed_precision='bf16', channels_last=False) == 'bf16 autocast, NCHW'
     assert card() == 'not recorded'
+
+
+
+def test_card_lists_each_stretch_of_a_run_resumed_elsewhere():
+    segments = [{'from_epoch': 0, 'hardware': None, 'mixed_precision': 'no', 'channels_last': True},
+                {'from_epoch': 30, 'hardware': '1x CPU (Intel Xeon, AVX512, 2 threads)', 'mixed_precision': 'bf16',
+                 'channels_last': True}]
+    facts = CardFacts(name_tag='resnet20.short_c10', hf_hub_id='cifar-timm/resnet20.short_c10', license='apache-2.0',
+                      sha256='0' * 64, params=1, macs=1, config_yaml='model: resnet20\n',
+                      results={'top1_exact': 90.0, 'segments': segments, 'mixed_precision': 'bf16'},
+                      pretrained_cfg={'mean': (0.5,) * 3, 'std': (0.25,) * 3})
+    card = render_card(facts)
+    assert '  - from epoch 1: hardware not recorded, fp32, channels_last\n' in card
+    assert '  - from epoch 31: 1x CPU (Intel Xeon, AVX512, 2 threads), bf16 autocast, channels_last\n' in card
+    assert '**Hardware:**' not in card  # not the last machine alone

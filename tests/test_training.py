@@ -227,7 +227,8 @@ def test_sigterm_saves_a_checkpoint(cifar_root, tmp_path):
 
 def test_sigkill_and_resume_matches_uninterrupted_run(cifar_root, tmp_path):
     args = ['epochs=3', 'data.limit=48', 'checkpoint.every=1', 'checkpoint.keep=0', 'ema.enabled=true',
-            'ema.decay=0.9']  # EMA state must resume too
+            'ema.decay=0.9',  # EMA state must resume too
+            'cpu_threads=1']  # the thread governor would change the summation order when another process is busy
     reference = train(load_config(RESNET20, tiny(cifar_root, tmp_path / 'ref', *args)))
 
     out = tmp_path / 'killed'
@@ -249,6 +250,37 @@ def test_sigkill_and_resume_matches_uninterrupted_run(cifar_root, tmp_path):
     for key in ('top1_val', 'top1_test', 'nll_test', 'top1_exact'):
         assert result[key] == reference[key], key
     assert len((out / 'metrics.csv').read_text().splitlines()) == 1 + 3
+    assert [s['from_epoch'] for s in result['segments']] == [0]  # resumed on the same machine: one stretch
+
+
+def test_a_run_resumed_with_other_settings_records_each_stretch(cifar_root, tmp_path):
+    """`auto` resolves again at every resume, so a run continued on another machine may change precision or memory
+    format halfway: results.json (and the card) list each stretch instead of naming the last machine only."""
+    first = tmp_path / 'first'
+    train(load_config(RESNET20, tiny(cifar_root, first, 'channels_last=false', 'mixed_precision=no',
+                                     'checkpoint.every=1', 'debug.max_steps=4')))  # 4 steps: epoch 1 of 2
+    assert latest_checkpoint(first / 'checkpoints') is not None
+    legacy = tmp_path / 'legacy'
+    shutil.copytree(first, legacy)
+    resumed = train(load_config(RESNET20, tiny(cifar_root, first, 'channels_last=true', 'mixed_precision=no',
+                                               'resume=auto')))
+    here = resumed['hardware']
+    assert resumed['segments'] == [
+        {'from_epoch': 0, 'hardware': here, 'mixed_precision': 'no', 'channels_last': False},
+        {'from_epoch': 1, 'hardware': here, 'mixed_precision': 'no', 'channels_last': True}]
+    assert json.loads((first / 'export' / 'results.json').read_text())['segments'] == resumed['segments']
+
+    # a checkpoint written before stretches were recorded: its config.yaml gives the first stretch's settings
+    path = latest_checkpoint(legacy / 'checkpoints')
+    state = load_checkpoint(path)
+    del state['segments']
+    torch.save(state, path)
+    resumed = train(load_config(RESNET20, tiny(cifar_root, legacy, 'channels_last=false', 'mixed_precision=no',
+                                               'resume=auto')))
+    assert resumed['segments'] == [
+        {'from_epoch': 0, 'hardware': None, 'mixed_precision': 'no', 'channels_last': False},
+        {'from_epoch': 1, 'hardware': here, 'mixed_precision': 'no', 'channels_last': False}]
+    assert resumed['hardware'] == f'not recorded; {here}'
 
 
 def test_two_process_ddp_equals_one_process_grad_accumulation(cifar_root, tmp_path):

@@ -103,6 +103,7 @@ class _Run:
         except (KeyError, TypeError, ValueError, RuntimeError) as e:  # well-formed, but not this run's checkpoint
             raise ckpt.CheckpointError(f'checkpoint {resume_path} does not fit this run ({type(e).__name__}: {e}); '
                                        f'resume it with the config it was written with') from e
+        self._record_segment(state)
         if self.acc.is_main_process:
             self.output.mkdir(parents=True, exist_ok=True)
             (self.output / 'config.yaml').write_text(dump_config(self.resolved_config()))
@@ -289,6 +290,30 @@ class _Run:
             if self.config['scheduler']['per_iteration']:
                 self.scheduler.step_update(self.num_updates)
 
+    def _record_segment(self, state: Optional[dict[str, Any]]) -> None:
+        """Each stretch of the run with its machine, precision and memory format. `auto` resolves anew at every
+        resume, so a run continued on another machine (the project's machines differ between sessions) may change
+        precision halfway; the card must say so rather than name the last machine only."""
+        here = {'hardware': hardware(self.device, self.acc.num_processes), 'mixed_precision': self.mixed_precision,
+                'channels_last': self.channels_last}
+        segments = [dict(s) for s in (state or {}).get('segments') or []]
+        if state is not None and not segments:  # a checkpoint from before segments: its config.yaml tells the rest
+            segments = [{'from_epoch': 0, 'hardware': None, **self._previous_settings()}]
+        if not segments or any(segments[-1].get(key) != value for key, value in here.items()):
+            segments.append({'from_epoch': self.start_epoch, **here})
+        self.segments = segments
+
+    def _previous_settings(self) -> dict[str, Any]:
+        """Precision and memory format from the config.yaml the run's last start wrote (None where unreadable)."""
+        import yaml
+        try:
+            previous = yaml.safe_load((self.output / 'config.yaml').read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            previous = {}
+        if not isinstance(previous, dict):
+            previous = {}
+        return {'mixed_precision': previous.get('mixed_precision'), 'channels_last': previous.get('channels_last')}
+
     # ---- training ------------------------------------------------------------------------------------------------
     def _train_epochs(self) -> None:
         cfg = self.config
@@ -445,6 +470,7 @@ class _Run:
                 'epoch_sums': self.epoch_sums,
                 'epoch_elapsed_s': self.epoch_elapsed_s,
                 'train_time_s': self.train_time_s,
+                'segments': self.segments,
                 'rng': rngs,
                 'config': self.config,
             }
@@ -509,9 +535,10 @@ class _Run:
             **self._test_results(),
             'epochs': cfg['epochs'],
             'train_time_s': round(self.train_time_s, 1),
-            'hardware': hardware(self.device, self.acc.num_processes),
+            'hardware': '; '.join(dict.fromkeys(s['hardware'] or 'not recorded' for s in self.segments)),
             'mixed_precision': self.mixed_precision,
             'channels_last': self.channels_last,
+            'segments': self.segments,
             'git_sha': self.git_sha,
             'config': self.resolved_config(),
         }
