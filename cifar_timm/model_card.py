@@ -248,7 +248,7 @@ def _machine_lines(r: dict) -> str:
     if len(segments) <= 1:
         return (f"- **Hardware:** {r.get('hardware', 'not recorded')}\n"
                 f"- **Precision and memory format:** {_precision(r)}{_memory_format(r)} (a property of the\n"
-                f"  machine, not of the recipe: `auto` picks bf16 autocast and channels_last where they run natively)\n")
+                '  machine, not of the recipe: `auto` picks bf16 autocast and channels_last where they run natively)\n')
     lines = ['- **Hardware, precision and memory format:** the run was stopped and resumed (`resume=auto`) on these, '
              'with `auto` picking bf16 autocast and channels_last where they run natively:']
     lines += [f"  - from epoch {s['from_epoch'] + 1}: {s.get('hardware') or 'hardware not recorded'}, "

@@ -69,6 +69,7 @@ def git_sha() -> Optional[str]:
 
 
 def hardware(device: torch.device, num_processes: int) -> str:
-    """What the run trained on, e.g. '1x NVIDIA H100 80GB HBM3' or '1x CPU (AMD EPYC, AVX2, 2 threads)' (threads of each)."""
+    """What the run trained on, e.g. '1x NVIDIA H100 80GB HBM3' or '1x CPU (AMD EPYC, AVX2, 2 threads)' (the
+    threads of each process)."""
     from ..commands.bench import describe_device
     return f'{num_processes}x {describe_device(device)}'
