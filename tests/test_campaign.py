@@ -47,13 +47,16 @@ def test_card_shows_the_jpeg_gap_rows():
         'exact test images', '')
 
 
+def _card(**results) -> str:
+    facts = CardFacts(name_tag='resnet20.short_c10', hf_hub_id='cifar-timm/resnet20.short_c10', license='apache-2.0',
+                      sha256='0' * 64, params=1, macs=1, results={'top1_exact': 90.0, **results},
+                      config_yaml='model: resnet20\n', pretrained_cfg={'mean': (0.5,) * 3, 'std': (0.25,) * 3})
+    return render_card(facts)
+
+
 def test_card_names_the_arithmetic_precision_and_memory_format():
     def card(**results):
-        facts = CardFacts(name_tag='resnet20.short_c10', hf_hub_id='cifar-timm/resnet20.short_c10',
-                          license='apache-2.0', sha256='0' * 64, params=1, macs=1,
-                          results={'top1_exact': 90.0, **results}, config_yaml='model: resnet20\n',
-                          pretrained_cfg={'mean': (0.5,) * 3, 'std': (0.25,) * 3})
-        return render_card(facts).split('**Precision and memory format:** ')[1].split(' (')[0]
+        return _card(**results).split('**Precision and memory format:** ')[1].split(' (')[0]
 
     # the config says mixed_precision: 'no'; the card says what the arithmetic was
     assert card(mixed_precision='no', channels_last=True) == 'fp32, channels_last'
@@ -61,16 +64,11 @@ def test_card_names_the_arithmetic_precision_and_memory_format():
     assert card() == 'not recorded'
 
 
-
 def test_card_lists_each_stretch_of_a_run_resumed_elsewhere():
     segments = [{'from_epoch': 0, 'hardware': None, 'mixed_precision': 'no', 'channels_last': True},
                 {'from_epoch': 30, 'hardware': '1x CPU (Intel Xeon, AVX512, 2 threads)', 'mixed_precision': 'bf16',
                  'channels_last': True}]
-    facts = CardFacts(name_tag='resnet20.short_c10', hf_hub_id='cifar-timm/resnet20.short_c10', license='apache-2.0',
-                      sha256='0' * 64, params=1, macs=1, config_yaml='model: resnet20\n',
-                      results={'top1_exact': 90.0, 'segments': segments, 'mixed_precision': 'bf16'},
-                      pretrained_cfg={'mean': (0.5,) * 3, 'std': (0.25,) * 3})
-    card = render_card(facts)
+    card = _card(segments=segments, mixed_precision='bf16')
     assert '  - from epoch 1: hardware not recorded, fp32, channels_last\n' in card
     assert '  - from epoch 31: 1x CPU (Intel Xeon, AVX512, 2 threads), bf16 autocast, channels_last\n' in card
     assert '**Hardware:**' not in card  # not the last machine alone

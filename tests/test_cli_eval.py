@@ -178,7 +178,6 @@ def test_bench_json(capsys):
     assert code == 2 and '--batch-sizes' in err
 
 
-
 def test_a_cpu_is_described_by_its_name_and_vector_instructions():
     """Cards and benchmarks record the machine: a CPU's speed depends on its ISA (AVX2 vs AVX512) as much as on its
     name, so both are named, with the torch threads."""
@@ -187,6 +186,7 @@ def test_a_cpu_is_described_by_its_name_and_vector_instructions():
     assert described.startswith(f'CPU ({cpu_model_name()}, ')
     assert described.endswith(f'{torch.get_num_threads()} threads)')
     assert torch.backends.cpu.get_cpu_capability() in described
+
 
 def test_loader_benchmark_script_smoke(cifar_root):
     """The benchmark itself is run by hand (docs/benchmarks.md); here only a few steps, to keep it working."""

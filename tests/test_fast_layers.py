@@ -114,8 +114,6 @@ def test_narrow_groups_merge_to_what_the_cpu_runs_fastest():
     assert merge(2, 3) == 1 and merge(2, 2) == 2 and merge(3, 4) == 2 and merge(4, 64) == 2 and merge(16, 1) == 1
     with torch.autocast('cpu', dtype=torch.bfloat16):  # bf16: groups of at most 4 channels run as one dense conv
         assert (merge(2, 16), merge(4, 16), merge(8, 16)) == (16, 16, 1)
-        assert grouped_conv.dense_is_faster(x, torch.randn(32, 2, 3, 3), 16)
-    assert not grouped_conv.dense_is_faster(x, torch.randn(32, 2, 3, 3), 16)
     assert grouped_conv.merged_groups(x.double(), torch.randn(32, 2, 3, 3, dtype=torch.float64), 16) == 1
 
 

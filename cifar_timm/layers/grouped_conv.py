@@ -63,10 +63,6 @@ def merged_groups(x: torch.Tensor, weight: torch.Tensor, groups: int) -> int:
     return merge
 
 
-def dense_is_faster(x: torch.Tensor, weight: torch.Tensor, groups: int) -> bool:
-    return groups > 1 and merged_groups(x, weight, groups) == groups
-
-
 @torch.fx.wrap
 def grouped_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: Tuple[int, int],
                    padding: Tuple[int, int], groups: int) -> torch.Tensor:

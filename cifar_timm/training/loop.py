@@ -307,9 +307,9 @@ class _Run:
         """Precision and memory format from the config.yaml the run's last start wrote (None where unreadable)."""
         import yaml
         try:
-            previous = yaml.safe_load((self.output / 'config.yaml').read_text()) or {}
+            previous = yaml.safe_load((self.output / 'config.yaml').read_text())
         except (OSError, yaml.YAMLError):
-            previous = {}
+            previous = None
         if not isinstance(previous, dict):
             previous = {}
         return {'mixed_precision': previous.get('mixed_precision'), 'channels_last': previous.get('channels_last')}
