@@ -11,7 +11,8 @@ Made for the lent GPU sessions (/work/.library/device): each call there is at mo
           at most N at a time (default 1 on a CPU-only machine, where two trainings only slow each other, 4 with a
           GPU), in the order given; each run logs to RUNS/NAME/train.log. A queue file (recipes/queues/*.yaml)
           lists runs and shared overrides: the CPU weights campaign restarts from it every session, finished runs
-          skipped, stopped ones resumed. --stop-after stops them all (with checkpoints) after MIN minutes.
+          and those already published in hub/ skipped (--retrain NAME trains one again), stopped ones resumed.
+          --stop-after stops them all (with checkpoints) after MIN minutes.
   export  `cifar-timm export` of every finished run named <model>.<tag> into hub/ (commit hub/ and the record).
   status  one line per run: state, epoch reached, last validation top-1, epoch time, ETA (--json: all numbers;
           --follow S: repeat every S seconds while runs are left, up to --max-wait: the polling call).
@@ -172,7 +173,12 @@ def start(args: argparse.Namespace) -> int:
         if name not in names:
             raise LaunchError(f'--set-for {name} {item}: {name} is not among the runs to start ({", ".join(names)})')
         per_run.setdefault(name, []).append(item)
-    entries = [_plan_run(spec, runs, sets + per_run.get(name, [])) for spec, name in zip(args.models, names)]
+    for name in args.retrain:
+        if name not in names:
+            raise LaunchError(f'--retrain {name}: {name} is not among the runs to start ({", ".join(names)})')
+    hub = published_hub_dir(args.hub_dir)
+    entries = [_plan_run(spec, runs, sets + per_run.get(name, []), hub=None if name in args.retrain else hub)
+               for spec, name in zip(args.models, names)]
     runs.mkdir(parents=True, exist_ok=True)
     stop_at = time.time() + 60 * args.stop_after if args.stop_after else None
     state = {'runs_dir': str(runs.resolve()), 'machine': machine_id(), 'concurrency': args.concurrency,
@@ -188,6 +194,10 @@ def start(args: argparse.Namespace) -> int:
             raise LaunchError(f'the supervisor exited at once (code {proc.returncode}); see {runs / SUPERVISOR_LOG}')
         time.sleep(0.1)
     queued = [e['name'] for e in entries if e['state'] == 'queued']
+    published = [e['name'] for e in entries if e['state'] == 'published']
+    if published:
+        print(f'skipping {len(published)} runs already published in {hub}: {", ".join(published)} '
+              f'(--retrain NAME trains one again)')
     print(f'launcher pid {proc.pid}: {len(queued)} runs queued, {args.concurrency} at a time, in {runs} '
           f'(poll: python recipes/launch_many.py status --runs-dir {args.runs_dir})')
     return 0
@@ -225,8 +235,15 @@ def read_queue(path: Path) -> tuple[list[str], list[str]]:
     return specs, [str(item) for item in sets]
 
 
-def _plan_run(spec: str, runs: Path, sets: list[str]) -> dict[str, Any]:
-    """Check the config with the overrides now (a typo fails here, not in N background processes)."""
+def published_hub_dir(hub_dir: Optional[str]) -> Path:
+    from cifar_timm.hub import default_hub_dir
+    return Path(hub_dir) if hub_dir else default_hub_dir()
+
+
+def _plan_run(spec: str, runs: Path, sets: list[str], hub: Optional[Path] = None) -> dict[str, Any]:
+    """Check the config with the overrides now (a typo fails here, not in N background processes). A run whose
+    weights are already in `hub` (as <model>.<tag>/) is 'published' and not trained again: a new machine that lost
+    the runs folder must not retrain the whole campaign."""
     import cifar_timm  # noqa: F401  (registers the models)
     from cifar_timm.training.config import load_config
     name, recipe = split_run_spec(spec)
@@ -234,10 +251,13 @@ def _plan_run(spec: str, runs: Path, sets: list[str]) -> dict[str, Any]:
     output = runs / name
     config = load_config(path, [*sets, f'output={output}', *FIXED_SETS])
     finished = (output / 'export' / 'results.json').is_file()
+    published = not finished and hub is not None and '.' in name and (hub / name / 'model.safetensors').is_file()
     cmd = [sys.executable, str(TRAIN_PY), '--config', str(path.resolve()), *sets, f'output={output.resolve()}',
            *FIXED_SETS]
     return {'name': name, 'model': config['model'], 'epochs': config['epochs'], 'cmd': cmd,
-            'state': 'finished' if finished else 'queued', 'pid': None, 'returncode': None,
+            'state': 'finished' if finished else 'published' if published else 'queued', 'pid': None,
+            'returncode': None, 'published_top1_exact': (read_json(hub / name / 'results.json') or {}).get(
+                'top1_exact') if published else None,
             'started': None, 'ended': None}
 
 
@@ -368,6 +388,8 @@ def collect_status(runs: Path) -> list[dict[str, Any]]:
         }
         if results:
             record.update({k: results.get(k) for k in ('top1_exact', 'top1_exact_ci95', 'top1_test', 'hardware')})
+        elif state_name == 'published':
+            record['top1_exact'] = entry.get('published_top1_exact')
         out.append(record)
     return out
 
@@ -675,6 +697,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help='stop every run (each saves a checkpoint) this many minutes after the start')
     p.add_argument('--set-for', action='append', nargs=2, default=[], metavar=('MODEL', 'KEY=VALUE'),
                    help='override for one run, after --set (repeatable)')
+    p.add_argument('--hub-dir', default=None,
+                   help='runs whose <model>.<tag>/ weights are here are skipped (default: hub/ of this checkout)')
+    p.add_argument('--retrain', action='append', default=[], metavar='NAME',
+                   help='train this run even though its weights are published (repeatable)')
     p.set_defaults(func=start)
 
     p = sub.add_parser('status', help='one line per run: state, epoch, val top-1, epoch time, ETA')

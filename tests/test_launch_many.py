@@ -177,6 +177,22 @@ def test_queue_file_runs_named_runs_one_at_a_time_and_exports_them(runs, cifar_r
     assert tags['resnet20.t_a']['sha256'] == sha256(runs / 'resnet20.t_a' / 'export' / 'model.safetensors')
     assert 'nothing new to export' in launch('export', '--runs-dir', runs, env=env).stdout
 
+    # a new machine has lost the runs folder: what hub/ holds is not trained again, unless asked by name
+    fresh = tmp_path / 'fresh_runs'
+    printed = launch('start', '--queue', queue, '--runs-dir', fresh, '--data-dir', cifar_root, *tiny, env=env).stdout
+    assert 'skipping 2 runs already published' in printed and '0 runs queued' in printed
+    records = wait_until(lambda r: all(x['state'] == 'published' for x in r.values()), fresh)
+    published = json.loads((tmp_path / 'hub' / 'resnet20.t_a' / 'results.json').read_text())
+    assert records['resnet20.t_a']['top1_exact'] == published['top1_exact']
+    assert not (fresh / 'resnet20.t_a').exists()
+    launch('start', '--queue', queue, '--runs-dir', fresh, '--data-dir', cifar_root, *tiny, '--retrain',
+           'resnet20.t_b', env=env)
+    records = wait_until(lambda r: r['resnet20.t_b']['state'] in ('finished', 'failed'), fresh)
+    assert [records[n]['state'] for n in ('resnet20.t_a', 'resnet20.t_b')] == ['published', 'finished']
+    result = launch('start', '--queue', queue, '--runs-dir', tmp_path / 'other', '--data-dir', cifar_root,
+                    '--retrain', 'resnet20.nope', check=False, env=env)
+    assert result.returncode == 2 and '--retrain resnet20.nope' in result.stderr
+
     bad = tmp_path / 'bad.yaml'
     bad.write_text('runs:\n  - resnet20\n')
     result = launch('start', '--queue', bad, '--runs-dir', tmp_path / 'other', '--data-dir', cifar_root, check=False)
