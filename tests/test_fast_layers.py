@@ -1,6 +1,7 @@
 """The fast layers compute the same functions as the plain ones: fast Mish against F.mish (and it falls back to
 F.mish where it cannot be compiled), the block-diagonal grouped conv against nn.Conv2d's grouped one, the Keras
 'same' average pool's hand-written backward against ATen's, SqueezeExcite against timm's SEModule."""
+import os
 import warnings
 
 import pytest
@@ -103,7 +104,9 @@ def test_block_diagonal_weight_refuses_a_merge_that_does_not_divide_the_groups()
         block_diagonal_weight(torch.randn(32, 2, 3, 3), 16, 3)
 
 
-def test_narrow_groups_merge_to_what_the_cpu_runs_fastest():
+@pytest.mark.parametrize('amx', [True, False])
+def test_narrow_groups_merge_to_what_the_cpu_runs_fastest(amx, monkeypatch):
+    monkeypatch.setattr(grouped_conv, 'cpu_has_amx', lambda: amx)
     x = torch.randn(1, 32, 4, 4)
 
     def merge(in_per_group, groups):
@@ -112,9 +115,17 @@ def test_narrow_groups_merge_to_what_the_cpu_runs_fastest():
     # fp32: merged up to 8 channels a group (an AVX2 register of floats), by a divisor of the groups
     assert (merge(2, 16), merge(4, 16), merge(8, 16), merge(6, 4), merge(10, 2)) == (4, 2, 1, 1, 1)
     assert merge(2, 3) == 1 and merge(2, 2) == 2 and merge(3, 4) == 2 and merge(4, 64) == 2 and merge(16, 1) == 1
-    with torch.autocast('cpu', dtype=torch.bfloat16):  # bf16: groups of at most 4 channels run as one dense conv
-        assert (merge(2, 16), merge(4, 16), merge(8, 16)) == (16, 16, 1)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        if amx:  # groups of at most 4 channels run as one dense conv
+            assert (merge(2, 16), merge(4, 16), merge(8, 16)) == (16, 16, 1)
+        else:    # AVX-512 bf16 without AMX: the dense conv is the slowest; merged up to 8 channels, as fp32
+            assert (merge(2, 16), merge(4, 16), merge(8, 16), merge(6, 4)) == (4, 2, 1, 1)
     assert grouped_conv.merged_groups(x.double(), torch.randn(32, 2, 3, 3, dtype=torch.float64), 16) == 1
+
+
+def test_cpu_has_amx_reads_the_cpu_flags():
+    flags = open('/proc/cpuinfo').read() if os.path.exists('/proc/cpuinfo') else ''
+    assert grouped_conv.cpu_has_amx() == (' amx_bf16' in flags)
 
 
 def test_a_trace_keeps_the_plain_grouped_conv():

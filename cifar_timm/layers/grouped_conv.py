@@ -4,8 +4,11 @@ parameters, same function.
 oneDNN's grouped convolution on CPU is slow when each group has fewer channels than a vector register holds (the
 16x2d ResNeXts have 2 to 8). Merging `m` neighbouring groups into one whose weight is block-diagonal does `m` times
 the arithmetic but runs vectorised:
-* bf16 (AVX-512 bf16 machine): every group of at most 4 channels merged into one dense conv took about half the
+* bf16 with AMX (Intel Xeon): every group of at most 4 channels merged into one dense conv took about half the
   time forward+backward (docs/benchmarks.md).
+* bf16 without AMX (AMD EPYC with AVX-512 bf16): the dense conv was the slowest choice for every stage; groups
+  merged up to 8 channels were fastest (se_mxresnext29_16x2d's grouped convs, fwd+bwd: 216 ms as before, 133-151
+  ms merged; a whole training step 1.14x).
 * fp32 (AVX2 machine, 8 floats a register): groups merged up to 8 channels, not further; the dense conv lost there
   (forward+backward of se_mxresnext29_16x2d's stride-1 grouped convs: 170 ms grouped, 326 ms dense).
 The weight keeps its grouped shape (out, in / groups, k, k), so weights are interchangeable with nn.Conv2d; the
@@ -13,6 +16,7 @@ merged weight is built each call (a few KiB) and its gradient lands on the diago
 """
 from __future__ import annotations
 
+import functools
 from typing import Optional, Tuple
 
 import torch
@@ -20,11 +24,13 @@ import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-# bf16 on CPU: groups of at most this many channels all merge into one dense conv (measured per stage of
-# xresnext29_16x2d).
+# bf16 on a CPU with AMX: groups of at most this many channels all merge into one dense conv (measured per stage
+# of xresnext29_16x2d).
 DENSE_MAX_GROUP_CHANNELS = 4
-# fp32 on CPU: narrower groups merge up to this many channels (an AVX2 register of floats).
+# fp32 on CPU, and bf16 on a CPU without AMX: narrower groups merge up to this many channels (an AVX2 register of
+# floats; measured again for bf16 on AVX-512).
 FP32_MERGED_GROUP_CHANNELS = 8
+BF16_MERGED_GROUP_CHANNELS = 8
 
 
 def block_diagonal_weight(weight: torch.Tensor, groups: int, merge: Optional[int] = None) -> torch.Tensor:
@@ -48,17 +54,35 @@ def _cpu_bf16(x: torch.Tensor) -> bool:
     return torch.is_autocast_enabled('cpu') and torch.get_autocast_dtype('cpu') == torch.bfloat16
 
 
+@functools.lru_cache(maxsize=None)
+def cpu_has_amx() -> bool:
+    """Whether the CPU has AMX tiles for bf16 (Linux: /proc/cpuinfo's flags; False where the OS does not say)."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                key, _, value = line.partition(':')
+                if key.strip() == 'flags':
+                    return 'amx_bf16' in value.split()
+    except OSError:
+        pass
+    return False
+
+
 def merged_groups(x: torch.Tensor, weight: torch.Tensor, groups: int) -> int:
     """How many neighbouring groups to run as one on this input: 1 keeps the grouped conv, `groups` is dense."""
     in_per_group = weight.shape[1]
     if groups == 1 or x.device.type != 'cpu' or torch.jit.is_tracing():
         return 1  # GPUs: cuDNN's grouped kernels are fine; a trace (ONNX) keeps the plain grouped conv
     if _cpu_bf16(x):
-        return groups if in_per_group <= DENSE_MAX_GROUP_CHANNELS else 1
-    if x.dtype != torch.float32:
+        if cpu_has_amx():
+            return groups if in_per_group <= DENSE_MAX_GROUP_CHANNELS else 1
+        channels = BF16_MERGED_GROUP_CHANNELS
+    elif x.dtype == torch.float32:
+        channels = FP32_MERGED_GROUP_CHANNELS
+    else:
         return 1
-    merge = 1  # doubled while the merged group stays within a register (6 -> 12 channels was slower)
-    while 2 * merge * in_per_group <= FP32_MERGED_GROUP_CHANNELS and groups % (2 * merge) == 0:
+    merge = 1  # doubled while the merged group stays within `channels` (fp32: 6 -> 12 channels was slower)
+    while 2 * merge * in_per_group <= channels and groups % (2 * merge) == 0:
         merge *= 2
     return merge
 
