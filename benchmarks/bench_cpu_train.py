@@ -9,10 +9,11 @@ optimizer, schedule, EMA where the recipe has it), for every registered model, i
    emulated bf16 is some 30x slower and no run would use it);
 3. **a whole resnet20 epoch** (45,000 images, the He recipe) with the trainer's CPU defaults against a seed-style
    pipeline: the same trainer with `data.loader=torchvision` (a DataLoader with 2 workers running RandomCrop,
-   flip, ToTensor, Normalize on PIL images), fp32, NCHW and all cores' threads, as the seed repositories train.
+   flip, ToTensor, Normalize on PIL images), fp32, NCHW, all cores' threads and glibc's own allocator thresholds
+   (`cpu_allocator=system`), as the seed repositories train. Each of the two epochs runs in a process of its own:
+   the trainer's allocator setting is process-wide and cannot be undone.
 
-Every row is a `recipes/train.py` command, printed beside it. The glibc allocator setting the trainer makes on
-CPU (training/cpu.py) is process-wide, so the seed-style run gets it too: its number is if anything flattered.
+Every row is a `recipes/train.py` command, printed beside it.
 
     python benchmarks/bench_cpu_train.py --data-dir DATA --no-verify-md5 --json runs/bench_cpu_train.json
     python benchmarks/bench_cpu_train.py --data-dir DATA --no-verify-md5 --models 'resnet2*' --parts models
@@ -31,7 +32,8 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train_epoch import REPO_ROOT, RecipeRun, add_data_arguments, run_recipe, write_json_atomic  # noqa: E402
+from bench_train_epoch import (REPO_ROOT, RecipeRun, add_data_arguments, run_recipe,  # noqa: E402
+                               run_recipe_in_subprocess, write_json_atomic)
 
 SETTINGS = {
     'bf16+CL': ['mixed_precision=bf16', 'channels_last=true'],
@@ -106,14 +108,14 @@ def part_epoch(args, root: Path) -> dict[str, Any]:
         'trainer (CPU defaults)': [],
         'seed-style (torchvision DataLoader, 2 workers, fp32, NCHW)': [
             'data.loader=torchvision', 'data.num_workers=2', 'mixed_precision=no', 'channels_last=false',
-            f'cpu_threads={os.cpu_count() or 1}'],
+            f'cpu_threads={os.cpu_count() or 1}', 'cpu_allocator=system'],
     }
     out: dict[str, Any] = {}
     for name, extra in paths.items():
         overrides = common_overrides(args, root / f'epoch-{len(out)}') + ['epochs=1'] + extra
         if args.epoch_images:
             overrides.append(f'data.limit={args.epoch_images}')
-        run = run_recipe(config, overrides)
+        run = run_recipe_in_subprocess(config, overrides)
         row = run.rows[-1]
         out[name] = {'images_per_s': float(row['images_per_s']), 'epoch_time_s': float(row['epoch_time_s']),
                      'command': run.command}

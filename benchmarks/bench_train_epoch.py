@@ -31,6 +31,7 @@ import json
 import os
 import shlex
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -82,6 +83,26 @@ def run_recipe(config: Path, overrides: list[str]) -> RecipeRun:
     wall_s = time.perf_counter() - start
     rows = read_metrics(output / 'metrics.csv')
     return RecipeRun(train_command(config, overrides), output, wall_s, rows, results)
+
+
+def run_recipe_in_subprocess(config: Path, overrides: list[str]) -> RecipeRun:
+    """As run_recipe, but `recipes/train.py` in a process of its own: what the trainer sets process-wide (the
+    allocator, threads) stays out of the run, and the run's settings out of this process."""
+    from cifar_timm.training import load_config
+    from cifar_timm.training.run_log import read_metrics
+
+    output = Path(load_config(config, overrides)['output'])
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, str(REPO_ROOT / 'recipes' / 'train.py'), '--config', str(config),
+                           *overrides], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wall_s = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f'{train_command(config, overrides)} failed (exit {done.returncode}):\n'
+                           f'{done.stdout[-3000:]}')
+    results_path = output / 'export' / 'results.json'
+    results = json.loads(results_path.read_text()) if results_path.is_file() else None
+    return RecipeRun(train_command(config, overrides), output, wall_s, read_metrics(output / 'metrics.csv'),
+                     results)
 
 
 def synchronize() -> None:

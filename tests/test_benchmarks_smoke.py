@@ -110,6 +110,8 @@ def test_cpu_train_benchmark_runs_its_three_parts(bench, cifar_root, tmp_path):
     assert {r['model'] for r in report['ratios']} == {'mxresnet20', 'se_mxresnext29_16x2d'}
     assert {r['precision'] for r in report['ratios']} == {'bf16' if cpu_has_native_bf16() else 'fp32'}
     assert report['epoch']['ratio'] > 0 and len(report['epoch']) == 3
+    seed_style = next(v for k, v in report['epoch'].items() if k.startswith('seed-style'))
+    assert 'cpu_allocator=system' in seed_style['command']  # a seed does not tune glibc; its own process keeps it so
 
 
 def test_cpu_train_benchmark_refuses_an_unknown_model(bench, cifar_root, capsys):

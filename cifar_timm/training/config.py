@@ -43,6 +43,7 @@ DEFAULTS: dict[str, Any] = {
     'compile': False,           # torch.compile the model
     'channels_last': 'auto',    # auto (true on CPU and CUDA) | true | false
     'cpu_threads': 'auto',      # CPU only: auto (all cores, fewer while other processes keep cores busy) | N
+    'cpu_allocator': 'keep',    # CPU only: keep (freed activations stay in the heap: ~1.4x on the project CPU) | system
     'sync_bn': False,           # SyncBatchNorm across processes; GPU only (ignored with a warning on CPU)
     'data': {
         'format': 'cifar10',    # cifar10 | imagefolder (the user's images: dir/<class name>/<image>, any size)
@@ -143,6 +144,7 @@ SCHEMA: dict[str, object] = {
     'mixed_precision': choice('auto', 'no', 'bf16', 'fp16'),
     'channels_last': choice('auto', True, False),
     'cpu_threads': either(choice('auto'), _COUNT),
+    'cpu_allocator': choice('keep', 'system'),
     'data.dir': Text('a folder path'),
     'data.format': choice('cifar10', 'imagefolder'),
     'data.test_dir': either(Null('no test set'), Text('a folder path (an ImageFolder tree)')),

@@ -138,7 +138,8 @@ class _Run:
         self.channels_last = resolve_channels_last(cfg['channels_last'], device)
         self.threads = None
         if on_cpu:
-            keep_freed_memory()
+            if cfg['cpu_allocator'] == 'keep':
+                keep_freed_memory()
             if cfg['cpu_threads'] == 'auto':
                 self.threads = ThreadGovernor()
             else:
