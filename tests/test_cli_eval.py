@@ -186,6 +186,10 @@ def test_a_cpu_is_described_by_its_name_and_vector_instructions():
     assert described.startswith(f'CPU ({cpu_model_name()}, ')
     assert described.endswith(f'{torch.get_num_threads()} threads)')
     assert torch.backends.cpu.get_cpu_capability() in described
+    from cifar_timm.layers.grouped_conv import cpu_has_amx
+    from cifar_timm.training.cpu import cpu_has_native_bf16
+    assert (', AMX, ' in described) == cpu_has_amx()
+    assert (', bf16, ' in described) == (cpu_has_native_bf16() and not cpu_has_amx())
 
 
 def test_loader_benchmark_script_smoke(cifar_root):

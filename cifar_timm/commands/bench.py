@@ -114,11 +114,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def describe_device(device: torch.device) -> str:
-    """e.g. 'NVIDIA H100 80GB HBM3' or 'CPU (AMD EPYC, AVX2, 2 threads)': a CPU's speed depends on its vector
-    instructions (torch's capability: AVX2, AVX512...) at least as much as on its name."""
+    """e.g. 'NVIDIA H100 80GB HBM3' or 'CPU (AMD EPYC, AVX512, bf16, 2 threads)': a CPU's speed depends on its
+    vector instructions (torch's capability: AVX2, AVX512...; native bf16, which `auto` precision picks; AMX tiles,
+    which change the fastest grouped conv) at least as much as on its name."""
     if device.type == 'cuda':
         return torch.cuda.get_device_name(device)
-    parts = [cpu_model_name(), _cpu_capability(), f'{torch.get_num_threads()} threads']
+    from ..layers.grouped_conv import cpu_has_amx
+    from ..training.cpu import cpu_has_native_bf16
+    matrix = 'AMX' if cpu_has_amx() else 'bf16' if cpu_has_native_bf16() else ''
+    parts = [cpu_model_name(), _cpu_capability(), matrix, f'{torch.get_num_threads()} threads']
     return f'CPU ({", ".join(p for p in parts if p)})'
 
 
