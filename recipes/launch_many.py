@@ -254,11 +254,10 @@ def _plan_run(spec: str, runs: Path, sets: list[str], hub: Optional[Path] = None
     published = not finished and hub is not None and '.' in name and (hub / name / 'model.safetensors').is_file()
     cmd = [sys.executable, str(TRAIN_PY), '--config', str(path.resolve()), *sets, f'output={output.resolve()}',
            *FIXED_SETS]
-    return {'name': name, 'model': config['model'], 'epochs': config['epochs'], 'cmd': cmd,
-            'state': 'finished' if finished else 'published' if published else 'queued', 'pid': None,
-            'returncode': None, 'published_top1_exact': (read_json(hub / name / 'results.json') or {}).get(
-                'top1_exact') if published else None,
-            'started': None, 'ended': None}
+    state = 'finished' if finished else 'published' if published else 'queued'
+    published_exact = (read_json(hub / name / 'results.json') or {}).get('top1_exact') if published else None
+    return {'name': name, 'model': config['model'], 'epochs': config['epochs'], 'cmd': cmd, 'state': state,
+            'pid': None, 'returncode': None, 'started': None, 'ended': None, 'published_top1_exact': published_exact}
 
 
 def supervise(state_path: Path) -> int:

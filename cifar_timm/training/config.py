@@ -43,7 +43,7 @@ DEFAULTS: dict[str, Any] = {
     'compile': False,           # torch.compile the model
     'channels_last': 'auto',    # auto (true on CPU and CUDA) | true | false
     'cpu_threads': 'auto',      # CPU only: auto (all cores, fewer while other processes keep cores busy) | N
-    'cpu_allocator': 'keep',    # CPU only: keep (freed activations stay in the heap: ~1.4x on the project CPU) | system
+    'cpu_allocator': 'keep',    # CPU only: keep (freed activations stay in the heap, no page faults) | system
     'sync_bn': False,           # SyncBatchNorm across processes; GPU only (ignored with a warning on CPU)
     'data': {
         'format': 'cifar10',    # cifar10 | imagefolder (the user's images: dir/<class name>/<image>, any size)
