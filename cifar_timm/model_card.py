@@ -199,7 +199,7 @@ def _results_section(f: CardFacts) -> str:
 | images | top-1 | 95% interval | n |
 | --- | --- | --- | --- |
 {test_row}{val_row}
-The interval is the Wilson score interval.
+The interval is the Wilson score interval.{_scoring_precision(r)}
 '''
     n_exact, exact_ci = r.get('n_exact', N_EXACT_TEST), _interval(r.get('top1_exact_ci95'))
     source_row = (f'| reported by the source ({f.source_note}), original CIFAR-10 | {f.source_top1:.2f}% | | |\n'
@@ -211,8 +211,23 @@ The interval is the Wilson score interval.
 | {_test_set(r)} | {_pct(r.get('top1_test'))} | | {r.get('n_test', CIFAR10_NUM_TEST):,} |
 {val_row}{source_row}
 The interval is the Wilson score interval. The source's number was measured on the original CIFAR-10, with the
-source's own recipe; it is shown for reference, not reproduced here.
+source's own recipe; it is shown for reference, not reproduced here.{_scoring_precision(r)}
 '''
+
+
+def _scoring_precision(r: dict[str, Any]) -> str:
+    """Which arithmetic scored the test and validation rows: the test in fp32 (runs record it since 2026-12-04;
+    before that the test ran in the run's precision, fp32 for every run then published), validation every epoch in
+    the run's."""
+    if r.get('mixed_precision') is None:
+        return ''  # not recorded
+    test = r.get('test_precision') or ('fp32' if r.get('mixed_precision') == 'no' else None)
+    if test is None:
+        return f' Test and validation were scored in the run\'s precision ({_precision(r)}).'
+    val = _precision(r)
+    if val == 'fp32':
+        return ' Every row was scored in fp32.'
+    return f' The test rows were scored in fp32 (as `cifar-timm eval` does by default), validation in {val}.'
 
 
 def _training_data_section(f: CardFacts) -> str:

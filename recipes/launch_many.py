@@ -588,8 +588,9 @@ def export(args: argparse.Namespace) -> int:
                            f'{folder} --tag TAG`)')
             continue
         published = hub / record['name'] / 'model.safetensors'
-        if published.is_file() and sha256_file(published) == sha256_file(folder / 'export' / 'model.safetensors'):
-            continue  # already exported: nothing to redo
+        if not args.force and published.is_file() and \
+                sha256_file(published) == sha256_file(folder / 'export' / 'model.safetensors'):
+            continue  # already exported: nothing to redo (--force writes the card and record again)
         repo = export_run(folder, tag=tag, hub_dir=args.hub_dir, force=args.force)
         exported.append(repo)
         print(f'exported {record["name"]}: {repo} (exact test top-1 {record.get("top1_exact")}%)')
@@ -731,7 +732,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser('export', help='publish every finished <model>.<tag> run into hub/ (cifar-timm export)')
     runs_dir(p)
     p.add_argument('--hub-dir', default=None, help='folder of Hub repos (default: hub/ of this checkout)')
-    p.add_argument('--force', action='store_true', help='replace published weights of the same name')
+    p.add_argument('--force', action='store_true',
+                   help='export again, replacing published weights of the same name (e.g. after results.json changed)')
     p.set_defaults(func=export)
 
     p = sub.add_parser('unpack', help='join the files of one or more packs back into the runs folder')

@@ -72,3 +72,12 @@ def test_card_lists_each_stretch_of_a_run_resumed_elsewhere():
     assert '  - from epoch 1: hardware not recorded, fp32, channels_last\n' in card
     assert '  - from epoch 31: 1x CPU (Intel Xeon, AVX512, 2 threads), bf16 autocast, channels_last\n' in card
     assert '**Hardware:**' not in card  # not the last machine alone
+
+
+def test_card_says_in_which_precision_each_row_was_scored():
+    assert 'The test rows were scored in fp32 (as `cifar-timm eval` does by default), validation in bf16 autocast.' \
+        in _card(mixed_precision='bf16', test_precision='fp32')
+    assert 'Every row was scored in fp32.' in _card(mixed_precision='no')  # fp32 runs scored everything in fp32
+    # a bf16 run from before test_precision was recorded scored its test in bf16 too
+    assert "Test and validation were scored in the run's precision (bf16 autocast)." in _card(mixed_precision='bf16')
+    assert 'scored in' not in _card()  # precision not recorded: nothing claimed

@@ -182,6 +182,15 @@ def test_bf16_autocast_run_and_export(cifar_root, tmp_path):
     model = timm.create_model('resnet20', pretrained=True,
                               pretrained_cfg_overlay=dict(file=str(out / 'export' / 'model.safetensors')))
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in export_params(out).items())
+    # the published test number is the fp32 one `cifar-timm eval` reproduces, whatever the run trained in
+    from cifar_timm.evaluation import evaluate
+    from cifar_timm.training.datasets import load_training_data
+    images, labels = load_training_data(load_config(RESNET20, tiny(cifar_root, tmp_path / 'x'))['data'],
+                                        model.pretrained_cfg).load_test()
+    fp32 = evaluate(model.eval(), images[:32], labels[:32], mean=model.pretrained_cfg['mean'],
+                    std=model.pretrained_cfg['std'])
+    assert written['test_precision'] == 'fp32' and written['top1_exact'] == fp32['top1']
+    assert written['nll_test'] == pytest.approx(fp32['nll'], rel=1e-6)
     assert (out / 'metrics.csv').read_text().startswith('epoch,lr,train_loss,train_top1,val_loss,val_top1')
     assert (out / 'curves.png').stat().st_size > 0 and (out / 'config.yaml').exists()
     with pytest.raises(ConfigError, match='already holds a run'):  # nothing on disk is overwritten by accident
