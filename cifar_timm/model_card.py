@@ -221,13 +221,11 @@ def _scoring_precision(r: dict[str, Any]) -> str:
     the run's."""
     if r.get('mixed_precision') is None:
         return ''  # not recorded
-    test = r.get('test_precision') or ('fp32' if r.get('mixed_precision') == 'no' else None)
-    if test is None:
-        return f' Test and validation were scored in the run\'s precision ({_precision(r)}).'
-    val = _precision(r)
-    if val == 'fp32':
+    if r['mixed_precision'] == 'no':
         return ' Every row was scored in fp32.'
-    return f' The test rows were scored in fp32 (as `cifar-timm eval` does by default), validation in {val}.'
+    if r.get('test_precision') != 'fp32':
+        return f' Test and validation were scored in the run\'s precision ({_precision(r)}).'
+    return f' The test rows were scored in fp32 (as `cifar-timm eval` does by default), validation in {_precision(r)}.'
 
 
 def _training_data_section(f: CardFacts) -> str:
