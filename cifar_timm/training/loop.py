@@ -72,10 +72,12 @@ class _StopFlag:
 def train(config: dict[str, Any]) -> Optional[dict[str, Any]]:
     """Run the recipe in `config` (from `load_config`); returns results.json's content on the main process."""
     from accelerate.state import AcceleratorState
+    threads = torch.get_num_threads()  # cpu_threads and the thread governor change it for the whole process
     try:
         with _StopFlag() as stop:
             return _Run(config, stop).run()
     finally:
+        torch.set_num_threads(threads)
         # Accelerate keeps one global state per process; a later in-process run (tests, notebooks) may want other
         # settings. Launched multi-process runs end with the process, so their process group is left alone.
         if AcceleratorState._shared_state and AcceleratorState().num_processes == 1:
