@@ -18,6 +18,7 @@ import time
 import torch
 
 from ..constants import CIFAR10_INPUT_SIZE
+from ..cpuinfo import amd_zen_generation, cpuinfo_fields
 from ..errors import CifarTimmError
 from ..evaluation import create_eval_model
 from ._options import resolve_device
@@ -114,29 +115,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def describe_device(device: torch.device) -> str:
-    """e.g. 'NVIDIA H100 80GB HBM3' or 'CPU (AMD EPYC, AVX512, bf16, 2 threads)': a CPU's speed depends on its
-    vector instructions (torch's capability: AVX2, AVX512...; native bf16, which `auto` precision picks; AMX tiles,
-    which change the fastest grouped conv) at least as much as on its name."""
+    """e.g. 'NVIDIA H100 80GB HBM3' or 'CPU (AMD EPYC, Zen 4, AVX512, bf16, 2 threads)': a CPU's speed depends on its
+    generation (a VM's AMD name rarely gives it) and vector instructions (torch's capability: AVX2, AVX512...; native
+    bf16, which `auto` precision picks; AMX tiles, which change the fastest grouped conv) as much as on its name."""
     if device.type == 'cuda':
         return torch.cuda.get_device_name(device)
     from ..layers.grouped_conv import cpu_has_amx
     from ..training.cpu import cpu_has_native_bf16
     matrix = 'AMX' if cpu_has_amx() else 'bf16' if cpu_has_native_bf16() else ''
-    parts = [cpu_model_name(), _cpu_capability(), matrix, f'{torch.get_num_threads()} threads']
+    parts = [cpu_model_name(), amd_zen_generation(), _cpu_capability(), matrix, f'{torch.get_num_threads()} threads']
     return f'CPU ({", ".join(p for p in parts if p)})'
 
 
 def cpu_model_name() -> str:
     """The processor's marketing name where the OS tells it (Linux: /proc/cpuinfo), else its architecture."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                key, _, value = line.partition(':')
-                if key.strip() == 'model name' and value.strip():
-                    return ' '.join(value.split())
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpuinfo_fields().get('model name') or platform.processor() or platform.machine()
 
 
 def _cpu_capability() -> str:

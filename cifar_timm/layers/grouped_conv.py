@@ -16,13 +16,14 @@ merged weight is built each call (a few KiB) and its gradient lands on the diago
 """
 from __future__ import annotations
 
-import functools
 from typing import Optional, Tuple
 
 import torch
 import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
+
+from ..cpuinfo import cpu_has_flag
 
 # bf16 on a CPU with AMX: groups of at most this many channels all merge into one dense conv (measured per stage
 # of xresnext29_16x2d).
@@ -54,18 +55,9 @@ def _cpu_bf16(x: torch.Tensor) -> bool:
     return torch.is_autocast_enabled('cpu') and torch.get_autocast_dtype('cpu') == torch.bfloat16
 
 
-@functools.lru_cache(maxsize=None)
 def cpu_has_amx() -> bool:
-    """Whether the CPU has AMX tiles for bf16 (Linux: /proc/cpuinfo's flags; False where the OS does not say)."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                key, _, value = line.partition(':')
-                if key.strip() == 'flags':
-                    return 'amx_bf16' in value.split()
-    except OSError:
-        pass
-    return False
+    """Whether the CPU has AMX tiles for bf16 (False where the OS does not say)."""
+    return cpu_has_flag('amx_bf16')
 
 
 def merged_groups(x: torch.Tensor, weight: torch.Tensor, groups: int) -> int:
