@@ -1,5 +1,5 @@
 """Training speed on the CPU through the real trainer (GpuCifarLoader with its augmentation, the Accelerate step,
-optimizer, schedule, EMA where the recipe has it), for every registered model, in three parts of one run:
+optimizer, schedule, EMA where the recipe has it), for every registered model, in four parts of one run:
 
 1. **every model**, bf16 autocast + channels_last against fp32 NCHW: img/s of the second of two short epochs
    (the first pays warm-up: oneDNN primitives, the compiled layers), batch 128 for all, each model's own recipe;
@@ -11,7 +11,11 @@ optimizer, schedule, EMA where the recipe has it), for every registered model, i
    pipeline: the same trainer with `data.loader=torchvision` (a DataLoader with 2 workers running RandomCrop,
    flip, ToTensor, Normalize on PIL images), fp32, NCHW, all cores' threads and glibc's own allocator thresholds
    (`cpu_allocator=system`), as the seed repositories train. Each of the two epochs runs in a process of its own:
-   the trainer's allocator setting is process-wide and cannot be undone.
+   the trainer's allocator setting is process-wide and cannot be undone;
+4. **the ceiling** of that ratio on this machine: resnet20's synthetic training step (the CPU defaults, batch 128,
+   Nesterov SGD) under `torch.profiler`, its convolutions' share of the step and their FLOP rate against one
+   2048x2048 matmul in the same precision. A step can be no faster than its convolutions alone, so
+   batch / (convolution time a step) bounds the trainer's img/s whatever the rest of the pipeline does.
 
 Every row is a `recipes/train.py` command, printed beside it.
 
@@ -26,6 +30,7 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -127,12 +132,86 @@ def part_epoch(args, root: Path) -> dict[str, Any]:
     return out
 
 
+def _best_seconds(fn, repeats: int) -> float:
+    best = float('inf')
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def training_conv_flops(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """FLOPs of every convolution in one training step on `x`: the forward, the weight gradient, and the input
+    gradient wherever the input needs one (not the stem's). 2 FLOPs a multiply-add."""
+    flops = []
+
+    def count(conv, inputs, output):
+        macs = output.numel() * conv.in_channels // conv.groups * conv.kernel_size[0] * conv.kernel_size[1]
+        flops.append(2 * macs * (3 if inputs[0].requires_grad else 2))
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    try:
+        model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return sum(flops)
+
+
+def part_ceiling(args, epoch: dict[str, Any] | None) -> dict[str, Any]:
+    import timm
+    from torch.profiler import ProfilerActivity, profile
+
+    from cifar_timm.training.cpu import resolve_mixed_precision
+    bf16 = resolve_mixed_precision('auto', torch.device('cpu')) == 'bf16'
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
+    a @ b
+    matmul = 2 * 2048 ** 3 / _best_seconds(lambda: a @ b, 5) / 1e9
+
+    model = timm.create_model('resnet20').to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    x = torch.randn(BATCH, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (BATCH,))
+
+    def step():
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    steps = max(3, args.steps)
+    for _ in range(3):  # oneDNN builds its primitives on the first steps
+        step()
+    step_s = _best_seconds(lambda: [step() for _ in range(steps)], 2) / steps
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    conv = sum(e.self_cpu_time_total for e in events if 'convolution' in e.key)
+    conv_s = step_s * conv / total  # the profiler's share, applied to the unprofiled step
+    flops = training_conv_flops(model, x)
+    out = {'precision': 'bf16' if bf16 else 'fp32', 'matmul_gflops': matmul, 'step_img_s': BATCH / step_s,
+           'conv_share': conv / total, 'conv_gflops': flops / conv_s / 1e9, 'ceiling_img_s': BATCH / conv_s}
+    print(f"resnet20 step ({out['precision']}, channels_last, batch {BATCH}): {out['step_img_s']:.0f} img/s; "
+          f"convolutions {100 * out['conv_share']:.0f}% of it at {out['conv_gflops']:.0f} GFLOP/s, against "
+          f"{matmul:.0f} GFLOP/s for a 2048x2048 matmul ({100 * out['conv_gflops'] / matmul:.0f}%)\n"
+          f"  with everything but the convolutions free, the step would run {out['ceiling_img_s']:.0f} img/s")
+    if epoch:
+        seed = next(v['images_per_s'] for k, v in epoch.items() if k.startswith('seed-style'))
+        out['ceiling_ratio'] = out['ceiling_img_s'] / seed
+        print(f"  so the epoch ratio cannot pass {out['ceiling_ratio']:.2f}x on this machine "
+              f"(target >= {EPOCH_TARGET}x)")
+    return out
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_arguments(parser)
     parser.add_argument('--models', default='*', help='names or patterns for part 1, comma-separated (default all)')
-    parser.add_argument('--parts', default='models,ratios,epoch', help='which parts to run, comma-separated')
+    parser.add_argument('--parts', default='models,ratios,epoch,ceiling', help='which parts to run, comma-separated')
     parser.add_argument('--steps', type=int, default=4, help='steps of batch 128 per short epoch (default 4)')
     parser.add_argument('--repeats', type=int, default=3, help='rounds of the ratio part (default 3)')
     parser.add_argument('--epoch-images', type=int, default=None,
@@ -140,8 +219,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--json', type=Path, default=None, help='also write the results to this JSON file')
     args = parser.parse_args(argv)
     args.parts = [p.strip() for p in args.parts.split(',') if p.strip()]
-    if not set(args.parts) <= {'models', 'ratios', 'epoch'} or not args.parts:
-        parser.error('--parts: any of models, ratios, epoch')
+    if not set(args.parts) <= {'models', 'ratios', 'epoch', 'ceiling'} or not args.parts:
+        parser.error('--parts: any of models, ratios, epoch, ceiling')
     if args.steps < 1 or args.repeats < 1:
         parser.error('--steps and --repeats must be positive')
     return args
@@ -175,6 +254,8 @@ def main(argv=None) -> int:
                 report['ratios'] = part_ratios(args, root)
             if 'epoch' in args.parts:
                 report['epoch'] = part_epoch(args, root)
+            if 'ceiling' in args.parts:
+                report['ceiling'] = part_ceiling(args, report.get('epoch'))
     except CifarTimmError as e:
         print(f'bench_cpu_train.py: error: {e}', file=sys.stderr)
         return 1

@@ -98,7 +98,7 @@ def test_airbench_benchmark_runs(bench, cifar_root, tmp_path):
     assert json.loads((tmp_path / 'ab.json').read_text())['summary']['runs'] == 1
 
 
-def test_cpu_train_benchmark_runs_its_three_parts(bench, cifar_root, tmp_path):
+def test_cpu_train_benchmark_runs_its_four_parts(bench, cifar_root, tmp_path):
     script = bench('bench_cpu_train')
     out = tmp_path / 'cpu.json'
     assert script.main(['--data-dir', str(cifar_root), '--no-verify-md5', '--models', 'resnet20', '--steps', '1',
@@ -112,6 +112,20 @@ def test_cpu_train_benchmark_runs_its_three_parts(bench, cifar_root, tmp_path):
     assert report['epoch']['ratio'] > 0 and len(report['epoch']) == 3
     seed_style = next(v for k, v in report['epoch'].items() if k.startswith('seed-style'))
     assert 'cpu_allocator=system' in seed_style['command']  # a seed does not tune glibc; its own process keeps it so
+    ceiling = report['ceiling']
+    assert 0 < ceiling['conv_share'] < 1 and ceiling['ceiling_img_s'] > ceiling['step_img_s'] > 0
+    assert ceiling['ceiling_ratio'] == pytest.approx(ceiling['ceiling_img_s'] / seed_style['images_per_s'])
+
+
+def test_the_ceiling_counts_every_convolution_of_a_training_step(bench):
+    import timm
+    count = bench('bench_cpu_train').training_conv_flops
+    model = timm.create_model('resnet20')
+    # He's resnet20, 3x3 convs (in, out, output side, how many); the shortcuts pad, without convs
+    convs = [(16, 16, 32, 6), (16, 32, 16, 1), (32, 32, 16, 5), (32, 64, 8, 1), (64, 64, 8, 5)]
+    macs = sum(cin * cout * 9 * side ** 2 * n for cin, cout, side, n in convs)
+    stem = 3 * 16 * 9 * 32 ** 2  # the image needs no gradient: forward and weight gradient only
+    assert count(model, torch.randn(1, 3, 32, 32)) == 2 * (3 * macs + 2 * stem)
 
 
 def test_cpu_train_benchmark_refuses_an_unknown_model(bench, cifar_root, capsys):
