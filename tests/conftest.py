@@ -46,3 +46,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """Each test leaves torch's thread count as it found it: a leaked count of 1 once made the governor test fail
+    in CI, and would slow every test after it."""
+    import torch
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
