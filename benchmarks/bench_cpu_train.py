@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train_epoch import (REPO_ROOT, RecipeRun, add_data_arguments, run_recipe,  # noqa: E402
@@ -141,21 +142,12 @@ def _best_seconds(fn, repeats: int) -> float:
     return best
 
 
-def training_conv_flops(model: torch.nn.Module, x: torch.Tensor) -> int:
-    """FLOPs of every convolution in one training step on `x`: the forward, the weight gradient, and the input
-    gradient wherever the input needs one (not the stem's). 2 FLOPs a multiply-add."""
-    flops = []
-
-    def count(conv, inputs, output):
-        macs = output.numel() * conv.in_channels // conv.groups * conv.kernel_size[0] * conv.kernel_size[1]
-        flops.append(2 * macs * (3 if inputs[0].requires_grad else 2))
-    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
-    try:
-        model(x)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return sum(flops)
+def training_conv_flops(step) -> int:
+    """FLOPs of the convolutions in one call of `step` (a training step), as torch's FlopCounterMode counts them:
+    forward, weight gradient, and input gradient wherever the input needs one (not the stem's)."""
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return sum(flops for op, flops in counter.get_flop_counts()['Global'].items() if 'convolution' in str(op))
 
 
 def part_ceiling(args, epoch: dict[str, Any] | None) -> dict[str, Any]:
@@ -181,7 +173,8 @@ def part_ceiling(args, epoch: dict[str, Any] | None) -> dict[str, Any]:
         loss.backward()
         optimizer.step()
     steps = max(3, args.steps)
-    for _ in range(3):  # oneDNN builds its primitives on the first steps
+    flops = training_conv_flops(step)  # one of the warm-up steps, in which oneDNN builds its primitives
+    for _ in range(2):
         step()
     step_s = _best_seconds(lambda: [step() for _ in range(steps)], 2) / steps
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -191,7 +184,6 @@ def part_ceiling(args, epoch: dict[str, Any] | None) -> dict[str, Any]:
     total = sum(e.self_cpu_time_total for e in events)
     conv = sum(e.self_cpu_time_total for e in events if 'convolution' in e.key)
     conv_s = step_s * conv / total  # the profiler's share, applied to the unprofiled step
-    flops = training_conv_flops(model, x)
     out = {'precision': 'bf16' if bf16 else 'fp32', 'matmul_gflops': matmul, 'step_img_s': BATCH / step_s,
            'conv_share': conv / total, 'conv_gflops': flops / conv_s / 1e9, 'ceiling_img_s': BATCH / conv_s}
     print(f"resnet20 step ({out['precision']}, channels_last, batch {BATCH}): {out['step_img_s']:.0f} img/s; "

@@ -28,6 +28,7 @@ def cpuinfo_fields(path: str = CPUINFO) -> dict[str, str]:
     return fields
 
 
+@functools.lru_cache(maxsize=None)  # asked on every grouped conv call (the merge rule)
 def cpu_has_flag(flag: str, path: str = CPUINFO) -> bool:
     """Whether the CPU lists `flag` (e.g. 'amx_bf16', 'avx512_bf16'); False where the OS does not say."""
     return flag in cpuinfo_fields(path).get('flags', '').split()

@@ -77,21 +77,18 @@ def test_cpu_allocator_is_checked():
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason='needs 2 or more cores')
 @pytest.mark.skipif(not ThreadGovernor().available, reason='no /proc/stat')
 def test_governor_yields_a_core_to_a_busy_process_and_takes_it_back():
-    previous, cores = torch.get_num_threads(), os.cpu_count()
-    torch.set_num_threads(cores)  # whatever an earlier test in this process left
+    cores = os.cpu_count()
+    torch.set_num_threads(cores)  # whatever an earlier test in this process left (conftest restores it after)
+    governor = ThreadGovernor(min_window_s=1.0)
+    spinner = subprocess.Popen(SPINNER)
     try:
-        governor = ThreadGovernor(min_window_s=1.0)
-        spinner = subprocess.Popen(SPINNER)
-        try:
-            time.sleep(1.5)
-            assert governor.update() == cores - 1 == torch.get_num_threads()
-        finally:
-            spinner.kill()
-            spinner.wait()
         time.sleep(1.5)
-        assert governor.update() == cores == torch.get_num_threads()
+        assert governor.update() == cores - 1 == torch.get_num_threads()
     finally:
-        torch.set_num_threads(previous)
+        spinner.kill()
+        spinner.wait()
+    time.sleep(1.5)
+    assert governor.update() == cores == torch.get_num_threads()
 
 
 def test_governor_waits_for_its_window_before_changing_anything():
@@ -101,16 +98,12 @@ def test_governor_waits_for_its_window_before_changing_anything():
 
 def test_a_run_gives_back_the_thread_count_it_found(cifar_root, tmp_path):
     from cifar_timm.training import train
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        train(load_config('recipes/configs/resnet20.yaml', [
-            f'data.dir={cifar_root}', 'data.verify_md5=false', 'data.limit=32', 'data.val_limit=16',
-            'data.test_limit=16', 'batch_size=16', 'epochs=1', f'output={tmp_path / "run"}', 'log.progress=false',
-            'log.tensorboard=false', 'cpu_threads=1']))
-        assert torch.get_num_threads() == 2  # the next test (or notebook cell) gets the process it had
-    finally:
-        torch.set_num_threads(previous)
+    torch.set_num_threads(2)  # conftest restores the count after the test, whatever train() does
+    train(load_config('recipes/configs/resnet20.yaml', [
+        f'data.dir={cifar_root}', 'data.verify_md5=false', 'data.limit=32', 'data.val_limit=16',
+        'data.test_limit=16', 'batch_size=16', 'epochs=1', f'output={tmp_path / "run"}', 'log.progress=false',
+        'log.tensorboard=false', 'cpu_threads=1']))
+    assert torch.get_num_threads() == 2  # the next test (or notebook cell) gets the process it had
 
 
 @pytest.mark.parametrize('allocator,kept', [('keep', True), ('system', False)])
