@@ -204,14 +204,16 @@ The interval is the Wilson score interval.{_scoring_precision(r)}
     n_exact, exact_ci = r.get('n_exact', N_EXACT_TEST), _interval(r.get('top1_exact_ci95'))
     source_row = (f'| reported by the source ({f.source_note}), original CIFAR-10 | {f.source_top1:.2f}% | | |\n'
                   if f.source_top1 is not None else '')
+    source_caveat = (" The source's number was measured on the original CIFAR-10, with the\nsource's own recipe; it is "
+                     "shown for reference, not reproduced here." if f.source_top1 is not None
+                     else ' The source reports no CIFAR-10 top-1 for this architecture.')
     return f'''## Results
 | test images | top-1 | 95% interval | n |
 | --- | --- | --- | --- |
 | exact test images 0–{n_exact - 1} (the number to quote) | {_pct(r.get('top1_exact'))} | {exact_ci} | {n_exact:,} |
 | {_test_set(r)} | {_pct(r.get('top1_test'))} | | {r.get('n_test', CIFAR10_NUM_TEST):,} |
 {val_row}{source_row}
-The interval is the Wilson score interval. The source's number was measured on the original CIFAR-10, with the
-source's own recipe; it is shown for reference, not reproduced here.{_scoring_precision(r)}
+The interval is the Wilson score interval.{source_caveat}{_scoring_precision(r)}
 '''
 
 

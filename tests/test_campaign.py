@@ -81,3 +81,15 @@ def test_card_says_in_which_precision_each_row_was_scored():
     # a bf16 run from before test_precision was recorded scored its test in bf16 too
     assert "Test and validation were scored in the run's precision (bf16 autocast)." in _card(mixed_precision='bf16')
     assert 'scored in' not in _card()  # precision not recorded: nothing claimed
+
+
+def test_card_speaks_of_the_source_number_only_when_there_is_one():
+    without = _card()  # cifarnet: its source reports no accuracy
+    assert "The source's number" not in without
+    assert 'The source reports no CIFAR-10 top-1 for this architecture.' in without
+    with_source = render_card(CardFacts(**{**CardFacts(
+        name_tag='resnet20.short_c10', hf_hub_id='x', license='apache-2.0', sha256='0' * 64, params=1, macs=1,
+        results={'top1_exact': 90.0}, config_yaml='', pretrained_cfg={}).__dict__,
+        'source_top1': 91.25, 'source_note': 'He et al.'}))
+    assert "The source's number was measured on the original CIFAR-10" in with_source
+    assert 'reports no CIFAR-10 top-1' not in with_source
