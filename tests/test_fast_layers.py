@@ -8,7 +8,10 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import timm
 from timm.layers import SEModule
+
+import cifar_timm
 
 from cifar_timm.layers import (CompiledFunction, FastMish, GroupedConv2d, block_diagonal_weight, fast_mish,
                                SqueezeExcite, grouped_conv2d, keras_same_avg_pool2d,
@@ -149,6 +152,23 @@ def test_grouped_conv_module_matches_nn_conv2d_under_bf16_autocast():
     # fp32 outside autocast: the grouped kernel itself, the same numbers
     torch.testing.assert_close(fast(x), plain(x))
     torch.testing.assert_close(grouped_conv2d(x, plain.weight, None, (1, 1), (1, 1), 16), plain(x))
+
+
+def test_every_grouped_conv_of_every_model_takes_the_merging_path(monkeypatch):
+    calls = []
+    real = grouped_conv.merged_groups
+    monkeypatch.setattr(grouped_conv, 'merged_groups', lambda x, w, groups: calls.append(groups) or real(x, w, groups))
+    models_with_groups = []
+    for name in cifar_timm.list_models():
+        model = timm.create_model(name).eval()
+        groups = [m.groups for m in model.modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
+        if groups:
+            calls.clear()
+            with torch.no_grad():
+                model(torch.randn(1, 3, 32, 32))
+            assert sorted(calls) == sorted(groups), f'{name}: a grouped conv bypasses layers/grouped_conv.py'
+            models_with_groups.append(name)
+    assert {'resnext20_64x4d', 'se_mxresnext29_16x2d'} <= set(models_with_groups)
 
 
 @pytest.mark.parametrize('shape', [(3, 8, 32, 32), (2, 5, 7, 4), (2, 3, 1, 6), (1, 2, 1, 1)])

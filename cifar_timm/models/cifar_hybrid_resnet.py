@@ -21,6 +21,7 @@ import torch.nn as nn
 from timm.layers import ConvNormAct
 from timm.models import register_model
 
+from ..layers import GroupedConv2d
 from ._base import CifarClassifier
 from ._common import SourceResult, cifar_cfg, cifar_default_cfgs, create_cifar_model
 
@@ -76,6 +77,8 @@ class Bottleneck(nn.Module):
         conv_args = dict(bias=True, act_layer=act_layer, norm_layer=norm_layer)
         self.conv1 = ConvNormAct(in_chs, mid_chs, 1, **conv_args)
         self.conv2 = ConvNormAct(mid_chs, mid_chs, 3, stride, groups=cardinality, **conv_args)
+        if cardinality > 1:  # 4-channel groups run merged in pairs on CPU (layers/grouped_conv.py); same parameters
+            self.conv2.conv = GroupedConv2d(mid_chs, mid_chs, 3, stride, padding=1, groups=cardinality, bias=True)
         self.conv3 = ConvNormAct(mid_chs, out_chs, 1, apply_act=False, **conv_args)
         self.shortcut = ConvNormAct(in_chs, out_chs, 1, stride, apply_act=False, **conv_args)
         self.act = act_layer()
