@@ -67,6 +67,7 @@ SIGTERM_EXIT = 128 + signal.SIGTERM  # train.py's exit code after saving a check
 DEFAULT_SETS: tuple[str, ...] = ()
 # Set by the launcher itself (the launcher relies on them), after --set.
 FIXED_SETS = ('resume=auto', 'log.progress=false')
+UNFINISHED_STATES = ('queued', 'running', 'stopped', 'unfinished', 'lost')  # what `start` trains on
 MIB = 2 ** 20
 MANIFEST_RESERVE = MIB // 4          # bytes kept free in a volume for the manifest itself
 LOG_TAIL_BYTES = 2 * MIB             # a longer train.log is shipped as its last 2 MiB
@@ -366,7 +367,7 @@ def collect_status(runs: Path) -> list[dict[str, Any]]:
         entry, folder = entries.get(name, {}), runs / name
         rows = read_metrics(folder / 'metrics.csv')
         times = [float(r['epoch_time_s']) for r in rows if r.get('epoch_time_s')]
-        epochs = entry.get('epochs') or _config_epochs(folder)
+        epochs = entry.get('epochs') or _config_value(folder, 'epochs')
         results = read_json(folder / 'export' / 'results.json')
         state_name = entry.get('state') if here else None
         state_name = 'finished' if results else (state_name or 'unfinished')
@@ -375,13 +376,15 @@ def collect_status(runs: Path) -> list[dict[str, Any]]:
         done = int(rows[-1]['epoch']) + 1 if rows else 0
         median = median_epoch_time(times)
         record = {
-            'name': name, 'state': state_name, 'epochs_done': done, 'epochs': epochs,
+            'name': name, 'model': entry.get('model') or _config_value(folder, 'model'), 'state': state_name,
+            'epochs_done': done, 'epochs': epochs,
             'val_top1': as_float(rows[-1].get('val_top1')) if rows else None,
             'epoch_time_s': round(median, 3) if median is not None else None,
             'first_epoch_time_s': times[0] if times else None,
             'images_per_s': _median([as_float(r.get('images_per_s')) for r in rows[1:] or rows]),
             'train_time_s': round(sum(times), 1),
             'eta_s': round(median * (epochs - done), 1) if median is not None and epochs else None,
+            'eta_estimated': False,
             'concurrency': state.get('concurrency'), 'returncode': entry.get('returncode'),
             'latest_checkpoint': _latest_checkpoint_name(folder),
         }
@@ -390,7 +393,21 @@ def collect_status(runs: Path) -> list[dict[str, Any]]:
         elif state_name == 'published':
             record['top1_exact'] = entry.get('published_top1_exact')
         out.append(record)
+    _estimate_etas_from_the_same_model(out)
     return out
+
+
+def _estimate_etas_from_the_same_model(records: list[dict[str, Any]]) -> None:
+    """A run with no epoch timed yet gets an ETA from the median epoch of the other runs of its architecture here
+    (another recipe of the same net runs at nearly the same speed); flagged as estimated."""
+    epoch_times: dict[str, list[float]] = {}
+    for r in records:
+        if r['epoch_time_s'] is not None and r['model']:
+            epoch_times.setdefault(r['model'], []).append(r['epoch_time_s'])
+    for r in records:
+        if r['eta_s'] is None and r['state'] in UNFINISHED_STATES and r['epochs'] and r['model'] in epoch_times:
+            r['eta_s'] = round(statistics.median(epoch_times[r['model']]) * (r['epochs'] - r['epochs_done']), 1)
+            r['eta_estimated'] = True
 
 
 def _median(values: Iterable[Optional[float]]) -> Optional[float]:
@@ -398,12 +415,12 @@ def _median(values: Iterable[Optional[float]]) -> Optional[float]:
     return statistics.median(values) if values else None
 
 
-def _config_epochs(folder: Path) -> Optional[int]:
+def _config_value(folder: Path, key: str) -> Any:
     path = folder / 'config.yaml'
     if not path.is_file():
         return None
     import yaml
-    return (yaml.safe_load(path.read_text()) or {}).get('epochs')
+    return (yaml.safe_load(path.read_text()) or {}).get(key)
 
 
 def _latest_checkpoint_name(folder: Path) -> Optional[str]:
@@ -420,11 +437,18 @@ def print_status(records: list[dict[str, Any]]) -> None:
     for r in records:
         val = f'val {r["val_top1"]:6.2f}%' if r['val_top1'] is not None else 'val    -   '
         epoch_time = f'{r["epoch_time_s"]:7.2f} s/epoch' if r['epoch_time_s'] is not None else '      - s/epoch'
-        eta = f'eta {r["eta_s"] / 60:6.1f} min' if r['eta_s'] else ''
+        eta = f'eta {"~" if r["eta_estimated"] else " "}{r["eta_s"] / 60:6.1f} min' if r['eta_s'] else ''
         exact = f'exact {r["top1_exact"]:.2f}%' if r.get('top1_exact') is not None else ''
         rc = f'exit {r["returncode"]}' if r['state'] == 'failed' else ''
         print(f'{r["name"]:{width}s} {r["state"]:10s} epoch {r["epochs_done"]:4d}/{r["epochs"] or "?":<4} {val} '
               f'{epoch_time} {eta} {exact} {rc}'.rstrip())
+    left = [r for r in records if r['state'] in UNFINISHED_STATES]
+    if left:
+        known = [r['eta_s'] for r in left if r['eta_s']]
+        unknown = len(left) - len(known)
+        print(f'left: {len(left)} run{"s" * (len(left) != 1)}, {sum(known) / 3600:.1f} h of training for '
+              f'{len(known)} of them (~: from another run of the same model here)'
+              + (f'; {unknown} not timed yet' if unknown else ''))
 
 
 def status(args: argparse.Namespace) -> int:

@@ -197,3 +197,24 @@ def test_queue_file_runs_named_runs_one_at_a_time_and_exports_them(runs, cifar_r
     bad.write_text('runs:\n  - resnet20\n')
     result = launch('start', '--queue', bad, '--runs-dir', tmp_path / 'other', '--data-dir', cifar_root, check=False)
     assert result.returncode == 2 and '{run: NAME, recipe: RECIPE}' in result.stderr
+
+
+def test_status_estimates_a_queued_runs_eta_from_another_run_of_its_model(runs):
+    """Planning a campaign across sessions: a run that has not started yet gets an ETA from the epochs of another run
+    of the same architecture here (marked ~), and a last line sums what is left."""
+    runs.mkdir()
+    entries = [{'name': 'resnet20.short_c10', 'model': 'resnet20', 'epochs': 30},
+               {'name': 'resnet20.he_c10', 'model': 'resnet20', 'epochs': 180},
+               {'name': 'vgg7_bn.short_c10', 'model': 'vgg7_bn', 'epochs': 30}]
+    (runs / 'launcher.json').write_text(json.dumps({'runs': entries}))
+    metrics = runs / 'resnet20.short_c10' / 'metrics.csv'
+    metrics.parent.mkdir()
+    metrics.write_text('epoch,val_top1,epoch_time_s\n0,40.0,50.0\n1,50.0,40.0\n2,60.0,40.0\n')
+    records = status(runs)
+    short, he, vgg = records['resnet20.short_c10'], records['resnet20.he_c10'], records['vgg7_bn.short_c10']
+    assert (short['eta_s'], short['eta_estimated']) == (40.0 * 27, False)  # its own median epoch
+    assert (he['eta_s'], he['eta_estimated']) == (40.0 * 180, True)
+    assert vgg['eta_s'] is None  # no vgg7_bn epoch timed here
+    printed = launch('status', '--runs-dir', runs).stdout
+    assert 'eta ~ 120.0 min' in printed
+    assert 'left: 3 runs, 2.3 h of training for 2 of them' in printed and '1 not timed yet' in printed
