@@ -367,7 +367,9 @@ def collect_status(runs: Path) -> list[dict[str, Any]]:
         entry, folder = entries.get(name, {}), runs / name
         rows = read_metrics(folder / 'metrics.csv')
         times = [float(r['epoch_time_s']) for r in rows if r.get('epoch_time_s')]
-        epochs = entry.get('epochs') or _config_value(folder, 'epochs')
+        # a folder the launcher did not start (unpacked, or an older queue): its config.yaml, read once
+        config = {} if entry.get('epochs') and entry.get('model') else _run_config(folder)
+        epochs = entry.get('epochs') or config.get('epochs')
         results = read_json(folder / 'export' / 'results.json')
         state_name = entry.get('state') if here else None
         state_name = 'finished' if results else (state_name or 'unfinished')
@@ -376,7 +378,7 @@ def collect_status(runs: Path) -> list[dict[str, Any]]:
         done = int(rows[-1]['epoch']) + 1 if rows else 0
         median = median_epoch_time(times)
         record = {
-            'name': name, 'model': entry.get('model') or _config_value(folder, 'model'), 'state': state_name,
+            'name': name, 'model': entry.get('model') or config.get('model'), 'state': state_name,
             'epochs_done': done, 'epochs': epochs,
             'val_top1': as_float(rows[-1].get('val_top1')) if rows else None,
             'epoch_time_s': round(median, 3) if median is not None else None,
@@ -415,12 +417,12 @@ def _median(values: Iterable[Optional[float]]) -> Optional[float]:
     return statistics.median(values) if values else None
 
 
-def _config_value(folder: Path, key: str) -> Any:
+def _run_config(folder: Path) -> dict[str, Any]:
     path = folder / 'config.yaml'
     if not path.is_file():
-        return None
+        return {}
     import yaml
-    return (yaml.safe_load(path.read_text()) or {}).get(key)
+    return yaml.safe_load(path.read_text()) or {}
 
 
 def _latest_checkpoint_name(folder: Path) -> Optional[str]:

@@ -87,9 +87,8 @@ def test_card_speaks_of_the_source_number_only_when_there_is_one():
     without = _card()  # cifarnet: its source reports no accuracy
     assert "The source's number" not in without
     assert 'The source reports no CIFAR-10 top-1 for this architecture.' in without
-    with_source = render_card(CardFacts(**{**CardFacts(
+    with_source = render_card(CardFacts(
         name_tag='resnet20.short_c10', hf_hub_id='x', license='apache-2.0', sha256='0' * 64, params=1, macs=1,
-        results={'top1_exact': 90.0}, config_yaml='', pretrained_cfg={}).__dict__,
-        'source_top1': 91.25, 'source_note': 'He et al.'}))
+        results={'top1_exact': 90.0}, config_yaml='', pretrained_cfg={}, source_top1=91.25, source_note='He et al.'))
     assert "The source's number was measured on the original CIFAR-10" in with_source
     assert 'reports no CIFAR-10 top-1' not in with_source

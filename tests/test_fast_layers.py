@@ -12,7 +12,6 @@ import timm
 from timm.layers import SEModule
 
 import cifar_timm
-
 from cifar_timm.layers import (CompiledFunction, FastMish, GroupedConv2d, block_diagonal_weight, fast_mish,
                                SqueezeExcite, grouped_conv2d, keras_same_avg_pool2d,
                                keras_same_avg_pool2d_eager)
