@@ -442,7 +442,9 @@ def print_status(records: list[dict[str, Any]]) -> None:
         eta = f'eta {"~" if r["eta_estimated"] else " "}{r["eta_s"] / 60:6.1f} min' if r['eta_s'] else ''
         exact = f'exact {r["top1_exact"]:.2f}%' if r.get('top1_exact') is not None else ''
         rc = f'exit {r["returncode"]}' if r['state'] == 'failed' else ''
-        print(f'{r["name"]:{width}s} {r["state"]:10s} epoch {r["epochs_done"]:4d}/{r["epochs"] or "?":<4} {val} '
+        # weights published from a run folder this machine no longer has: no epoch count to show
+        done = '   -' if r['state'] == 'published' and not r['epochs_done'] else f'{r["epochs_done"]:4d}'
+        print(f'{r["name"]:{width}s} {r["state"]:10s} epoch {done}/{r["epochs"] or "?":<4} {val} '
               f'{epoch_time} {eta} {exact} {rc}'.rstrip())
     left = [r for r in records if r['state'] in UNFINISHED_STATES]
     if left:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -185,6 +186,7 @@ def test_queue_file_runs_named_runs_one_at_a_time_and_exports_them(runs, cifar_r
     published = json.loads((tmp_path / 'hub' / 'resnet20.t_a' / 'results.json').read_text())
     assert records['resnet20.t_a']['top1_exact'] == published['top1_exact']
     assert not (fresh / 'resnet20.t_a').exists()
+    assert re.search(r'resnet20\.t_a +published +epoch +-/', launch('status', '--runs-dir', fresh).stdout)
     launch('start', '--queue', queue, '--runs-dir', fresh, '--data-dir', cifar_root, *tiny, '--retrain',
            'resnet20.t_b', env=env)
     records = wait_until(lambda r: r['resnet20.t_b']['state'] in ('finished', 'failed'), fresh)
