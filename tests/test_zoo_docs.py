@@ -16,6 +16,7 @@ from PIL import Image
 
 from cifar_timm.cli import main
 from cifar_timm.commands.plot import read_points, zoo_points
+from cifar_timm.commands.recipe_costs import recipe_line
 from cifar_timm.commands.tables import TablesError, replace_section, update_generated
 from cifar_timm.hub import TAGS_FILE_ENV
 
@@ -121,3 +122,80 @@ def test_missing_or_doubled_markers_are_clear_errors(tmp_path):
     assert replace_section(text, 'models', 'new') == ('<!-- BEGIN models x -->\nnew\n<!-- END models -->\n', True)
     with pytest.raises(TablesError, match='has 2 `models` sections'):
         replace_section(text * 2, 'models', 'new')
+
+
+# -- what a shorter recipe costs: docs/results.md and the model cards compare an architecture's weights -----------
+
+HE_CONFIG = {'batch_size': 128, 'optimizer': {'name': 'momentum', 'lr': 0.1, 'weight_decay': 1e-4},
+             'scheduler': {'name': 'multistep', 'milestones': [90, 135], 'decay_rate': 0.1},
+             'loss': {'label_smoothing': 0.0}, 'mixup': {'name': 'none'}, 'ema': {'enabled': False}}
+SHORT_CONFIG = {'batch_size': 128, 'optimizer': {'name': 'sgd', 'lr': 0.1, 'weight_decay': 5e-4},
+                'scheduler': {'name': 'cosine', 'warmup_epochs': 2}, 'loss': {'label_smoothing': 0.1},
+                'mixup': {'name': 'timm'}, 'data': {'cutout': 8}, 'ema': {'enabled': True, 'decay': 0.999}}
+CARD = '# Model card for {name}\n\n## Results\nrows\n\n## Training data\nTrained on CIFAR-10.\n'
+
+
+def test_recipe_line_names_what_a_reader_compares():
+    assert recipe_line(HE_CONFIG) == ('SGD momentum lr 0.1, weight decay 0.0001, batch 128; multistep (x0.1 at epochs '
+                                      '90, 135)')
+    assert recipe_line(SHORT_CONFIG) == ('SGD Nesterov lr 0.1, weight decay 0.0005, batch 128; cosine, 2 warm-up '
+                                         'epochs; label smoothing 0.1; Mixup/CutMix; cutout 8; EMA 0.999 (exported)')
+    assert recipe_line({'optimizer': {'name': 'lookahead_momentum', 'lr': 0.05}}).startswith(
+        'Lookahead SGD momentum lr 0.05, weight decay 0')
+
+
+@pytest.fixture
+def two_recipes(tmp_path, monkeypatch, checkout_copy):
+    """resnet20 with a long and a short weight, vgg7_bn with one; their cards and results.json in the checkout's hub/."""
+    records = dict(RECORDS, **{'resnet20.short_c10': {'hf_hub_id': 'cifar-timm/resnet20.short_c10', 'results': {
+        'top1_exact': 87.32, 'top1_exact_ci95': [85.1, 89.2], 'top1_test': 86.27, 'top1_val': 87.62, 'epochs': 30,
+        'train_time_s': 3600.0, 'hardware': '1x CPU'}}})
+    path = tmp_path / 'pretrained_tags.json'
+    path.write_text(json.dumps(records))
+    monkeypatch.setenv(TAGS_FILE_ENV, str(path))
+    for name, config in [('resnet20.c10', HE_CONFIG), ('resnet20.short_c10', SHORT_CONFIG), ('vgg7_bn.c10', None)]:
+        folder = checkout_copy / 'hub' / name
+        folder.mkdir(parents=True)
+        (folder / 'README.md').write_text(CARD.format(name=name))
+        if config:
+            (folder / 'results.json').write_text(json.dumps({'config': config}))
+    return checkout_copy
+
+
+def test_tables_compare_the_weights_of_one_architecture(two_recipes):
+    stale = update_generated(two_recipes, write=True)
+    assert sorted(stale) == ['README.md: models', 'docs/results.md: recipes', 'docs/results.md: results',
+                             'hub/resnet20.c10/README.md: other-weights',
+                             'hub/resnet20.short_c10/README.md: other-weights']
+    assert update_generated(two_recipes) == []  # a second run finds nothing to do
+    # the short weight against the longest-trained one, on the same images
+    short_row = ('| `resnet20.short_c10` | SGD Nesterov lr 0.1, weight decay 0.0005, batch 128; cosine, 2 warm-up '
+                 'epochs; label smoothing 0.1; Mixup/CutMix; cutout 8; EMA 0.999 (exported) | 30 | 1.00 h on 1x CPU | '
+                 '87.32 [85.1, 89.2] | -4.28 | 86.27 | -5.43 | 87.62 | -4.28 |')
+    long_row = ('| `resnet20.c10` | SGD momentum lr 0.1, weight decay 0.0001, batch 128; multistep (x0.1 at epochs 90, '
+                '135) | 180 | 1.50 h on 1x NVIDIA H100 | 91.60 [89.7, 93.2] | reference | 91.70 | reference | 91.90 | '
+                'reference |')
+    results = (two_recipes / 'docs' / 'results.md').read_text()
+    section = results.split('<!-- BEGIN recipes')[1]
+    assert '**resnet20**: differences against `resnet20.c10`' in section and 'vgg7_bn' not in section
+    assert section.index(long_row) < section.index(short_row)
+    # each resnet20 card carries the table, marking its own row, before its training-data section
+    card = (two_recipes / 'hub' / 'resnet20.short_c10' / 'README.md').read_text()
+    assert card.index('## Results') < card.index('## Other weights of this architecture') < card.index(
+        '## Training data')
+    assert short_row.replace('`resnet20.short_c10`', '`resnet20.short_c10` (this weight)') in card
+    assert long_row in card
+    assert card.endswith('## Training data\nTrained on CIFAR-10.\n')
+    # an architecture with one weight keeps its card as exported
+    vgg = two_recipes / 'hub' / 'vgg7_bn.c10' / 'README.md'
+    assert vgg.read_text() == CARD.format(name='vgg7_bn.c10')
+
+
+def test_a_card_whose_comparison_is_stale_is_reported_and_rewritten(two_recipes, capsys):
+    assert main(['tables', '--write', '--root', str(two_recipes)]) == 0
+    card = two_recipes / 'hub' / 'resnet20.c10' / 'README.md'
+    card.write_text(card.read_text().replace('-4.28', '-9.99'))
+    assert main(['tables', '--root', str(two_recipes)]) == 1
+    assert 'hub/resnet20.c10/README.md: other-weights' in capsys.readouterr().out
+    assert main(['tables', '--write', '--root', str(two_recipes)]) == 0
+    assert '-9.99' not in card.read_text() and card.read_text().count('<!-- BEGIN other-weights') == 1
