@@ -1,0 +1,160 @@
+"""What training on JPEG-decoded images costs on clean images: the same training images with their exact pixels or
+after the shared copy's JPEG round trip (quality 75, 4:2:0), the same recipe, scored on the same clean images.
+
+The shared CIFAR-10 copy (../shared/cifar10) has exact pixels for 8,068 training images; the rest went through JPEG.
+Comparing the exact and JPEG parts of the validation split says how a JPEG-trained net fares on each kind of image,
+not what the JPEG training itself cost. This builds the controlled pair:
+
+- `exact/train`: the exact training images outside the 5,000-image validation split (`data.split_seed` 0), as they are;
+- `jpeg/train`:  the same images after `jpeg_round_trip` (what the shared copy's other 41,932 went through);
+- `val_exact/`:  the validation split's exact images (clean, never trained on), the images both are scored on;
+- `val_jpeg/`:   the validation split's JPEG-decoded images, for the other direction.
+
+Each is an ImageFolder tree (`<class>/<index>.png`) that `recipes/train.py data.format=imagefolder` trains on:
+
+    python recipes/experiments/jpeg_training_cost.py --data-dir data --out runs/jpeg_cost
+    for v in exact jpeg; do
+      python recipes/train.py --config recipes/configs/resnet20_short.yaml data.format=imagefolder \\
+        data.dir=runs/jpeg_cost/$v/train data.test_dir=runs/jpeg_cost/val_exact data.val_size=0 \\
+        data.mean=[0.4914,0.4822,0.4465] data.std=[0.2470,0.2435,0.2616] epochs=100 output=runs/jpeg_cost/run_$v
+    done
+    python recipes/experiments/jpeg_training_cost.py score --data-dir data \
+      --runs runs/jpeg_cost/run_exact runs/jpeg_cost/run_jpeg
+
+`score` runs each run's exported weights (fp32) over the whole validation split and prints top-1 on its exact and
+JPEG-decoded parts with Wilson intervals, and each run against the first on the same images: the paired
+difference with a 95% interval (normal approximation over the images' correct/wrong pairs).
+The test split is never read.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Optional
+
+import torch
+from PIL import Image
+
+from cifar_timm.constants import CIFAR10_CLASSES
+from cifar_timm.data import load_cifar10
+from cifar_timm.data.provenance import exact_mask, jpeg_round_trip
+from cifar_timm.data.splits import train_val_indices
+
+
+def write_tree(root: Path, images: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor, copies: int = 1) -> None:
+    """PNG files (lossless) under root/<class>/<training-set index>[_<copy>].png; `copies` > 1 oversamples."""
+    for image, label, index in zip(images, labels.tolist(), indices.tolist()):
+        folder = root / CIFAR10_CLASSES[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        for copy in range(copies):
+            Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f'{index:05d}{f"_{copy}" if copy else ""}.png')
+
+
+def build(args: argparse.Namespace) -> None:
+    train = load_cifar10(args.data_dir, 'train', verify_md5=False)
+    images, labels = train.images, torch.as_tensor(train.labels)
+    exact = exact_mask(args.data_dir, 'train', len(labels))
+    if exact is None:
+        raise SystemExit(f'{args.data_dir} has no provenance.npz: every image is exact, there is no JPEG cost to measure')
+    train_idx, val_idx = train_val_indices(len(labels), args.val_size, args.split_seed)
+    in_val = torch.zeros(len(labels), dtype=torch.bool)
+    in_val[val_idx] = True
+    trees = {
+        'exact/train': (exact & ~in_val, False),
+        'jpeg/train': (exact & ~in_val, True),
+        'val_exact': (exact & in_val, False),
+        'val_jpeg': (~exact & in_val, False),
+    }
+    for name, (mask, round_trip) in trees.items():
+        indices = mask.nonzero().squeeze(1)[:args.limit]
+        chosen = images[indices]
+        write_tree(args.out / name, jpeg_round_trip(chosen) if round_trip else chosen, labels[indices], indices)
+        print(f'{args.out / name}: {len(indices):,} images')
+    if args.mixed_share:
+        build_mixed(args, images, labels, (exact & ~in_val).nonzero().squeeze(1)[:args.limit])
+
+
+def build_mixed(args: argparse.Namespace, images: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor) -> None:
+    """The same training images as the shared copy mixes them: a random `mixed_share` of them exact, the rest after
+    the JPEG round trip (`mixed/train`), and the same with each exact image written `oversample` times."""
+    keep = torch.randperm(len(indices), generator=torch.Generator().manual_seed(args.split_seed))
+    keep = keep[:round(args.mixed_share * len(indices))]
+    is_kept = torch.zeros(len(indices), dtype=torch.bool)
+    is_kept[keep] = True
+    exact_idx, jpeg_idx = indices[is_kept], indices[~is_kept]
+    jpeg_images = jpeg_round_trip(images[jpeg_idx])
+    for name, copies in [('mixed/train', 1), (f'mixed_x{args.oversample}/train', args.oversample)]:
+        write_tree(args.out / name, images[exact_idx], labels[exact_idx], exact_idx, copies)
+        write_tree(args.out / name, jpeg_images, labels[jpeg_idx], jpeg_idx)
+        print(f'{args.out / name}: {len(exact_idx):,} exact images x{copies}, {len(jpeg_idx):,} JPEG')
+
+
+def correct_per_image(run: Path, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Boolean (N,): which images the run's exported weights classify correctly, in fp32."""
+    from cifar_timm.evaluation import create_eval_model
+
+    weights = run / 'export' / 'model.safetensors'
+    model = create_eval_model(json.loads((run / 'export' / 'config.json').read_text())['architecture'],
+                              checkpoint=str(weights)).eval()
+    cfg = model.pretrained_cfg
+    mean = torch.tensor(cfg['mean']).view(1, 3, 1, 1)
+    std = torch.tensor(cfg['std']).view(1, 3, 1, 1)
+    hits = []
+    with torch.no_grad():
+        for batch in images.split(500):
+            hits.append(model((batch.float() / 255 - mean) / std).argmax(1))
+    return torch.cat(hits) == labels
+
+
+def paired_difference(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float, float]:
+    """Top-1 of b minus top-1 of a on the same images, in points, with a 95% interval (normal approximation)."""
+    d = b.float() - a.float()
+    mean, half = d.mean().item(), 1.96 * d.std().item() / len(d) ** 0.5
+    return 100 * mean, 100 * (mean - half), 100 * (mean + half)
+
+
+def score(args: argparse.Namespace) -> None:
+    from cifar_timm.evaluation import wilson_interval
+
+    train = load_cifar10(args.data_dir, 'train', verify_md5=False)
+    labels = torch.as_tensor(train.labels)
+    _, val_idx = train_val_indices(len(labels), args.val_size, args.split_seed)
+    exact = exact_mask(args.data_dir, 'train', len(labels))[val_idx]
+    images, labels = train.images[val_idx], labels[val_idx]
+    hits = {run: correct_per_image(run, images, labels) for run in args.runs}
+    reference = args.runs[0]
+    for part, mask in [('exact', exact), ('JPEG-decoded', ~exact), ('all', torch.ones_like(exact))]:
+        print(f'validation, {part} images ({int(mask.sum()):,}):')
+        for run, hit in hits.items():
+            correct, n = int(hit[mask].sum()), int(mask.sum())
+            lo, hi = wilson_interval(correct, n)
+            line = f'  {run.name}: {100 * correct / n:.2f}% [{lo:.1f}, {hi:.1f}]'
+            if run != reference:
+                line += ' | minus {}: {:+.2f} points [{:+.2f}, {:+.2f}]'.format(
+                    reference.name, *paired_difference(hits[reference][mask], hit[mask]))
+            print(line)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('command', nargs='?', choices=('build', 'score'), default='build')
+    parser.add_argument('--data-dir', type=Path, required=True, help='the shared copy, built by build.py')
+    parser.add_argument('--out', type=Path, help='build: folder for the four ImageFolder trees')
+    parser.add_argument('--runs', type=Path, nargs='+', help='score: run folders, the first the reference')
+    parser.add_argument('--mixed-share', type=float, default=0.0,
+                        help='build: also the mixed trees, this share exact (the shared copy: 7,245 / 45,000 = 0.161)')
+    parser.add_argument('--oversample', type=int, default=5, help='build: copies of each exact image in mixed_xN')
+    parser.add_argument('--val-size', type=int, default=5000)
+    parser.add_argument('--split-seed', type=int, default=0)
+    parser.add_argument('--limit', type=int, default=None, help='build: at most this many images per tree (smoke runs)')
+    args = parser.parse_args(argv)
+    if args.command == 'build' and not args.out:
+        parser.error('build needs --out FOLDER')
+    if args.command == 'score' and not args.runs:
+        parser.error('score needs --runs RUN_DIR [RUN_DIR ...]')
+    build(args) if args.command == 'build' else score(args)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,69 @@
+"""recipes/experiments/jpeg_training_cost.py: the controlled pair of training sets (the same exact training images
+as they are and after the shared copy's JPEG round trip) and the paired scoring of runs on the validation split."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+import cifar_timm  # noqa: F401  (registers resnet20)
+
+SCRIPT = Path(__file__).resolve().parents[1] / 'recipes' / 'experiments' / 'jpeg_training_cost.py'
+
+
+@pytest.fixture(scope='module')
+def experiment():
+    spec = importlib.util.spec_from_file_location('jpeg_training_cost', SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _pngs(root: Path) -> dict[str, np.ndarray]:
+    return {f'{p.parent.name}/{p.name}': np.asarray(Image.open(p)) for p in sorted(root.glob('*/*.png'))}
+
+
+def test_build_writes_the_same_images_exact_and_jpeg(experiment, cifar_root, tmp_path, capsys):
+    out = tmp_path / 'trees'
+    experiment.main(['build', '--data-dir', str(cifar_root), '--out', str(out), '--limit', '40',
+                     '--mixed-share', '0.25', '--oversample', '3'])
+    exact, jpeg = _pngs(out / 'exact' / 'train'), _pngs(out / 'jpeg' / 'train')
+    assert len(exact) == 40 and exact.keys() == jpeg.keys()  # the same images, by class and training-set index
+    psnr = [10 * np.log10(255 ** 2 / np.mean((exact[k].astype(float) - jpeg[k]) ** 2)) for k in exact]
+    assert 25 < np.median(psnr) < 40  # the shared copy's lossy images sit near 30 dB
+    assert len(_pngs(out / 'val_exact')) == 40 and len(_pngs(out / 'val_jpeg')) == 40
+    mixed, oversampled = _pngs(out / 'mixed' / 'train'), _pngs(out / 'mixed_x3' / 'train')
+    kept_exact = [k for k in mixed if np.array_equal(mixed[k], exact[k])]
+    assert len(mixed) == 40 and len(kept_exact) == 10
+    assert len(oversampled) == 40 + 2 * 10  # each exact image twice more
+    assert all(np.array_equal(oversampled[k.replace('.png', '_2.png')], exact[k]) for k in kept_exact)
+    assert 'mixed_x3/train: 10 exact images x3, 30 JPEG' in capsys.readouterr().out
+
+
+def test_score_compares_runs_on_the_same_validation_images(experiment, cifar_root, tmp_path, capsys):
+    runs = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        run = tmp_path / f'run{seed}'
+        (run / 'export').mkdir(parents=True)
+        save_file(timm.create_model('resnet20').state_dict(), run / 'export' / 'model.safetensors')
+        (run / 'export' / 'config.json').write_text(json.dumps({'architecture': 'resnet20', 'num_classes': 10}))
+        runs.append(str(run))
+    experiment.main(['score', '--data-dir', str(cifar_root), '--val-size', '600', '--runs', *runs])
+    out = capsys.readouterr().out
+    assert 'validation, exact images (' in out and 'validation, JPEG-decoded images (' in out
+    assert 'validation, all images (600)' in out
+    assert out.count('run1: ') == 3 and out.count('minus run0: ') == 3
+
+
+def test_paired_difference_of_identical_runs_is_zero(experiment):
+    hits = torch.tensor([True, False, True, True])
+    assert experiment.paired_difference(hits, hits) == (0.0, 0.0, 0.0)
+    assert experiment.paired_difference(hits, torch.ones(4, dtype=torch.bool))[0] == 25.0
