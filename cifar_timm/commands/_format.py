@@ -13,3 +13,7 @@ def top1_with_ci(weight: dict[str, Any]) -> str:
     ci = weight.get('top1_exact_ci95')
     interval = ' [{:.1f}, {:.1f}]'.format(*ci) if ci else ''
     return f"{number(weight['top1_exact'])}{interval}"
+
+
+def hours(seconds: Optional[float]) -> str:
+    return '–' if seconds is None else f'{seconds / 3600:.2f} h'

@@ -13,7 +13,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any, Optional
 
-from ._format import number, top1_with_ci
+from ._format import hours, number, top1_with_ci
 
 # timm optimizer names as a reader knows them (timm's `sgd` is Nesterov; `momentum` is classical momentum)
 OPTIMIZER_NAMES = {'sgd': 'SGD Nesterov', 'nesterov': 'SGD Nesterov', 'momentum': 'SGD momentum', 'adamw': 'AdamW',
@@ -26,8 +26,8 @@ def recipe_line(config: dict[str, Any]) -> str:
     name = str(opt.get('name', '?'))
     lookahead = name.startswith('lookahead_')
     name = name.removeprefix('lookahead_')
-    parts = [f"{'Lookahead ' if lookahead else ''}{OPTIMIZER_NAMES.get(name, name)} lr {opt.get('lr', '?'):g}, "
-             f"weight decay {opt.get('weight_decay', 0):g}, batch {config.get('batch_size', '?')}"]
+    parts = [f"{'Lookahead ' if lookahead else ''}{OPTIMIZER_NAMES.get(name, name)} lr {_g(opt.get('lr'))}, "
+             f"weight decay {_g(opt.get('weight_decay', 0))}, batch {config.get('batch_size', '?')}"]
     schedule = str(sched.get('name', 'none'))
     if schedule == 'multistep' and sched.get('milestones'):
         schedule += f" (x{sched.get('decay_rate', 0.1):g} at epochs {', '.join(str(m) for m in sched['milestones'])})"
@@ -43,7 +43,7 @@ def recipe_line(config: dict[str, Any]) -> str:
         parts.append(f"cutout {config['data']['cutout']}")
     ema = config.get('ema') or {}
     if ema.get('enabled'):
-        parts.append(f"EMA {ema.get('decay', '?'):g}" + (' (exported)' if ema.get('export', True) else ''))
+        parts.append(f"EMA {_g(ema.get('decay'))}" + (' (exported)' if ema.get('export', True) else ''))
     return '; '.join(parts)
 
 
@@ -113,5 +113,10 @@ def _delta(w: dict[str, Any], reference: dict[str, Any], key: str, is_reference:
 def _time(w: dict[str, Any]) -> str:
     if w['train_time_s'] is None:
         return '–'
-    hardware = f" on {w['hardware']}" if w['hardware'] else ''
-    return f"{w['train_time_s'] / 3600:.2f} h{hardware}"
+    return hours(w['train_time_s']) + (f" on {w['hardware']}" if w['hardware'] else '')
+
+
+def _g(value: Any) -> str:
+    """A config number as written in a YAML recipe (0.0005, 0.1); '?' when the config lacks it."""
+    return '?' if value is None else f'{value:g}'
+

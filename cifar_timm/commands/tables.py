@@ -20,7 +20,7 @@ import timm
 from ..constants import CIFAR10_NAME, EXACT_TEST_SLICE
 from ..errors import CifarTimmError
 from ..hub import checkout_dir, write_text_atomic
-from ._format import number, top1_with_ci
+from ._format import hours, number, top1_with_ci
 from .list_models import architectures, published_weights
 from .recipe_costs import card_section, results_section
 
@@ -162,11 +162,10 @@ def results_table(weights: list[dict[str, Any]]) -> str:
              '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |']
     for w in weights:
         source = SOURCE_RESULTS.get(w['model'])
-        hours = '–' if w['train_time_s'] is None else f"{w['train_time_s'] / 3600:.2f} h"
         lines.append(
             f"| `{w['name']}` | {_count(w['params'])} | {_mega(w['macs'])} | {top1_with_ci(w)} | "
             f"{number(w['top1_test'])} | {number(source.top1 if source else None)} | {number(w['top1_val'])} | "
-            f"{w['epochs'] if w['epochs'] is not None else '–'} | {hours} | {w['hardware'] or '–'} |")
+            f"{w['epochs'] if w['epochs'] is not None else '–'} | {hours(w['train_time_s'])} | {w['hardware'] or '–'} |")
     return '\n'.join(lines)
 
 
