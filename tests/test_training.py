@@ -197,6 +197,27 @@ def test_bf16_autocast_run_and_export(cifar_root, tmp_path):
         train(load_config(RESNET20, tiny(cifar_root, out, 'epochs=1')))
 
 
+def test_a_bf16_run_without_ema_scores_its_test_rows_in_fp32(cifar_root, tmp_path):
+    """Accelerate's prepare() wraps the model's own forward in autocast; the test rows must not go through it (EMA
+    weights are a copy made before prepare, which is how the test above once passed while raw weights were scored
+    in bf16)."""
+    out = tmp_path / 'bf16_raw'
+    train(load_config(RESNET20, tiny(cifar_root, out, 'epochs=1', 'mixed_precision=bf16', 'ema.enabled=false')))
+    written = json.loads((out / 'export' / 'results.json').read_text())
+    import timm
+    from cifar_timm.evaluation import evaluate
+    from cifar_timm.training.datasets import load_training_data
+    model = timm.create_model('resnet20', pretrained=True,
+                              pretrained_cfg_overlay=dict(file=str(out / 'export' / 'model.safetensors'))).eval()
+    images, labels = load_training_data(load_config(RESNET20, tiny(cifar_root, tmp_path / 'x'))['data'],
+                                        model.pretrained_cfg).load_test()
+    images, labels = images[:written['n_test']], labels[:written['n_test']]
+    fp32 = evaluate(model, images, labels)
+    bf16 = evaluate(model, images, labels, amp_dtype=torch.bfloat16)
+    assert fp32['nll'] != pytest.approx(bf16['nll'], rel=1e-6)  # the two precisions are told apart
+    assert written['test_precision'] == 'fp32' and written['nll_test'] == pytest.approx(fp32['nll'], rel=1e-6)
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(cifar_root, tmp_path):
     out = tmp_path / 'nan'
     # 4 steps per epoch; epoch 0 checkpoints at step 4, the loss turns NaN at step 5 of epoch 1. (This run also

@@ -17,8 +17,9 @@ import os
 import signal
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import timm
@@ -492,8 +493,9 @@ class _Run:
         """Metrics of the weights to export (evaluate() switches to eval mode and back), in the run's precision or
         in fp32."""
         from ..evaluation import evaluate
-        return evaluate(self._eval_model(), images, labels, device=self.device,
-                        amp_dtype=None if fp32 else self.amp_dtype, mean=self.mean, std=self.std)
+        with accelerate_autocast_removed(self._eval_model()) as model:
+            return evaluate(model, images, labels, device=self.device, amp_dtype=None if fp32 else self.amp_dtype,
+                            mean=self.mean, std=self.std)
 
     def _validate(self) -> dict[str, Any]:
         """Validation loss/top-1 on the held-out split, and on its exact and JPEG parts apart where the copy has
@@ -582,6 +584,27 @@ class _Run:
         return {**self.config, 'mixed_precision': self.mixed_precision, 'channels_last': self.channels_last,
                 'cpu_threads': threads, 'git_sha': self.git_sha, 'num_processes': self.acc.num_processes,
                 'device': str(self.device)}
+
+
+@contextmanager
+def accelerate_autocast_removed(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """`model` with the forward it had before `Accelerator.prepare`, for the duration of the block.
+
+    With mixed precision, prepare() replaces the model's own `forward` by one that runs under autocast (and casts
+    the outputs to fp32), so an evaluation asked for fp32 (`amp_dtype=None`) would still run in bf16: a run's test
+    rows, said to be fp32, were bf16 until 2026-12-05. The training step does not need the replaced forward: it runs
+    under `acc.autocast()` itself. Evaluating in the run's precision passes `amp_dtype`, so the block changes
+    nothing there."""
+    replaced = model.__dict__.get('forward')
+    original = model.__dict__.get('_original_forward')
+    if replaced is None or original is None:  # not prepared with mixed precision (or an EMA copy made before)
+        yield model
+        return
+    model.forward = original
+    try:
+        yield model
+    finally:
+        model.forward = replaced
 
 
 def _test_summary(results: dict[str, Any]) -> str:
