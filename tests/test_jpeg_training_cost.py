@@ -67,3 +67,19 @@ def test_paired_difference_of_identical_runs_is_zero(experiment):
     hits = torch.tensor([True, False, True, True])
     assert experiment.paired_difference(hits, hits) == (0.0, 0.0, 0.0)
     assert experiment.paired_difference(hits, torch.ones(4, dtype=torch.bool))[0] == 25.0
+
+
+def test_a_copy_without_provenance_is_refused_by_name(experiment, tmp_path):
+    """The official download is exact throughout: there is nothing to measure, and the script says so."""
+    from cifar_timm.constants import CIFAR10_CLASSES
+    import pickle
+    root = tmp_path / 'official' / 'cifar-10-batches-py'
+    root.mkdir(parents=True)
+    for name in [f'data_batch_{i}' for i in range(1, 6)]:
+        batch = {'data': np.zeros((10, 3072), np.uint8), 'labels': list(range(10)), 'batch_label': name,
+                 'filenames': [f'{i}.png' for i in range(10)]}
+        (root / name).write_bytes(pickle.dumps(batch))
+    (root / 'batches.meta').write_bytes(pickle.dumps({'label_names': list(CIFAR10_CLASSES)}))
+    with pytest.raises(SystemExit, match='no provenance.npz: every image is exact'):
+        experiment.main(['build', '--data-dir', str(tmp_path / 'official'), '--out', str(tmp_path / 'out'),
+                         '--val-size', '10'])

@@ -42,6 +42,15 @@ from cifar_timm.data.provenance import exact_mask, jpeg_round_trip
 from cifar_timm.data.splits import train_val_indices
 
 
+def _exact_or_exit(data_dir: Path, n: int) -> torch.Tensor:
+    """Which training images are exact; a copy without provenance.npz (the official download) has no JPEG part."""
+    exact = exact_mask(data_dir, 'train', n)
+    if exact is None:
+        raise SystemExit(f'{data_dir} has no provenance.npz: every image is exact, so there is no JPEG cost to measure; '
+                         f'pass the copy built by ../shared/cifar10/build.py')
+    return exact
+
+
 def write_tree(root: Path, images: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor, copies: int = 1) -> None:
     """PNG files (lossless) under root/<class>/<training-set index>[_<copy>].png; `copies` > 1 oversamples."""
     for image, label, index in zip(images, labels.tolist(), indices.tolist()):
@@ -54,9 +63,7 @@ def write_tree(root: Path, images: torch.Tensor, labels: torch.Tensor, indices: 
 def build(args: argparse.Namespace) -> None:
     train = load_cifar10(args.data_dir, 'train', verify_md5=False)
     images, labels = train.images, torch.as_tensor(train.labels)
-    exact = exact_mask(args.data_dir, 'train', len(labels))
-    if exact is None:
-        raise SystemExit(f'{args.data_dir} has no provenance.npz: every image is exact, there is no JPEG cost to measure')
+    exact = _exact_or_exit(args.data_dir, len(labels))
     train_idx, val_idx = train_val_indices(len(labels), args.val_size, args.split_seed)
     in_val = torch.zeros(len(labels), dtype=torch.bool)
     in_val[val_idx] = True
@@ -120,7 +127,7 @@ def score(args: argparse.Namespace) -> None:
     train = load_cifar10(args.data_dir, 'train', verify_md5=False)
     labels = torch.as_tensor(train.labels)
     _, val_idx = train_val_indices(len(labels), args.val_size, args.split_seed)
-    exact = exact_mask(args.data_dir, 'train', len(labels))[val_idx]
+    exact = _exact_or_exit(args.data_dir, len(labels))[val_idx]
     images, labels = train.images[val_idx], labels[val_idx]
     hits = {run: correct_per_image(run, images, labels) for run in args.runs}
     reference = args.runs[0]
