@@ -4,7 +4,8 @@ longest, on the same images (the 1,017 exact test images, all 10,000, the 5,000 
 `cifar-timm tables --write` puts these tables into docs/results.md (every architecture with more than one weight)
 and into each such weight's model card (its own architecture), so a user choosing between `resnet20.he_c10` and
 `resnet20.short_c10` sees what the cheaper recipe gave up and what it saved. The numbers are the records'
-(`pretrained_tags.json`); the recipe line is read from each weight's `hub/<name>/results.json`.
+(`pretrained_tags.json`); the recipe line is read from each weight's `hub/<name>/results.json` (`read_recipe`, once per
+weight: the tables take the lines as a `{name: line}` dict).
 """
 from __future__ import annotations
 
@@ -47,10 +48,10 @@ def recipe_line(config: dict[str, Any]) -> str:
     return '; '.join(parts)
 
 
-def read_recipe(hub: Optional[Path], name: str) -> Optional[str]:
+def read_recipe(hub: Path, name: str) -> Optional[str]:
     """The recipe line of a published weight, from its Hub folder's results.json (None when there is none)."""
-    path = hub / name / 'results.json' if hub is not None else None
-    if path is None or not path.is_file():
+    path = hub / name / 'results.json'
+    if not path.is_file():
         return None
     config = json.loads(path.read_text()).get('config')
     return recipe_line(config) if config else None
@@ -63,7 +64,7 @@ def by_architecture(weights: list[dict[str, Any]]) -> dict[str, list[dict[str, A
     return {model: group for model, group in groups.items() if len(group) > 1}
 
 
-def costs_table(group: list[dict[str, Any]], hub: Optional[Path], this: Optional[str] = None) -> str:
+def costs_table(group: list[dict[str, Any]], recipes: dict[str, Optional[str]], this: Optional[str] = None) -> str:
     """One architecture's weights, each with its differences to the first (the longest-trained) on the same images."""
     reference = group[0]
     lines = ['| weight | recipe | epochs | training time | exact test top-1 % [95% CI] | Δ exact | all 10,000 % | '
@@ -73,23 +74,23 @@ def costs_table(group: list[dict[str, Any]], hub: Optional[Path], this: Optional
         label = f"`{w['name']}`" + (' (this weight)' if w['name'] == this else '')
         is_reference = w is reference
         lines.append(
-            f"| {label} | {read_recipe(hub, w['name']) or '–'} | {w['epochs'] or '–'} | {_time(w)} | "
+            f"| {label} | {recipes.get(w['name']) or '–'} | {w['epochs'] or '–'} | {_time(w)} | "
             f"{top1_with_ci(w)} | {_delta(w, reference, 'top1_exact', is_reference)} | {number(w['top1_test'])} | "
             f"{_delta(w, reference, 'top1_test', is_reference)} | {number(w['top1_val'])} | "
             f"{_delta(w, reference, 'top1_val', is_reference)} |")
     return '\n'.join(lines)
 
 
-def results_section(weights: list[dict[str, Any]], hub: Optional[Path]) -> str:
+def results_section(weights: list[dict[str, Any]], recipes: dict[str, Optional[str]]) -> str:
     """docs/results.md's comparison: one table per architecture with more than one weight."""
     groups = by_architecture(weights)
     if not groups:
         return 'No architecture has more than one published weight yet.'
-    return '\n\n'.join(f"**{model}**: differences against `{group[0]['name']}`\n\n{costs_table(group, hub)}"
+    return '\n\n'.join(f"**{model}**: differences against `{group[0]['name']}`\n\n{costs_table(group, recipes)}"
                        for model, group in groups.items())
 
 
-def card_section(name: str, weights: list[dict[str, Any]], hub: Optional[Path]) -> str:
+def card_section(name: str, weights: list[dict[str, Any]], recipes: dict[str, Optional[str]]) -> str:
     """A model card's comparison with the other weights of its architecture ('' when it has none)."""
     model = next((w['model'] for w in weights if w['name'] == name), None)
     group = by_architecture(weights).get(model)
@@ -99,7 +100,7 @@ def card_section(name: str, weights: list[dict[str, Any]], hub: Optional[Path]) 
 The published `{model}` weights, each against `{group[0]['name']}` (the longest-trained) on the same images: what a
 shorter recipe gives up and what it saves. Training times are each run's own, on the hardware its card names.
 
-{costs_table(group, hub, this=name)}'''
+{costs_table(group, recipes, this=name)}'''
 
 
 def _delta(w: dict[str, Any], reference: dict[str, Any], key: str, is_reference: bool) -> str:
