@@ -30,6 +30,14 @@ def cifar_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope='session')
+def shared_cifar10_dir() -> Path:
+    """../shared/cifar10 itself: the JPEG streams its build.py decodes (the built copy keeps only the pixels)."""
+    if not (SHARED_CIFAR10 / 'train_scans.bin').exists():
+        pytest.skip(f'no JPEG streams: {SHARED_CIFAR10} is absent')
+    return SHARED_CIFAR10
+
+
+@pytest.fixture(scope='session')
 def peer_weights_dir() -> Path:
     """The sources' published checkpoints, as ../shared/peer_weights keeps them (see its README)."""
     if not SHARED_PEER_WEIGHTS.is_dir():

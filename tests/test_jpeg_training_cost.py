@@ -63,6 +63,26 @@ def test_score_compares_runs_on_the_same_validation_images(experiment, cifar_roo
     assert out.count('run1: ') == 3 and out.count('minus run0: ') == 3
 
 
+def test_score_takes_a_hub_folder_and_scores_jpeg_inputs_against_the_same_weights(experiment, cifar_root, tmp_path,
+                                                                                  capsys):
+    hub = tmp_path / 'resnet20.x_c10'  # a published folder: the weights at its top, no export/
+    hub.mkdir()
+    torch.manual_seed(0)
+    save_file(timm.create_model('resnet20').state_dict(), hub / 'model.safetensors')
+    (hub / 'config.json').write_text(json.dumps({'architecture': 'resnet20', 'num_classes': 10}))
+    experiment.main(['score', '--data-dir', str(cifar_root), '--val-size', '300', '--runs', str(hub),
+                     '--test-jpeg-quality', '75', '90'])
+    out = capsys.readouterr().out
+    for quality in (75, 90):
+        assert out.count(f'resnet20.x_c10, inputs JPEG q{quality}: ') == 3
+    assert out.count('| minus resnet20.x_c10: ') == 6  # each quality against the same weights on the images as they are
+
+
+def test_score_names_a_folder_without_weights(experiment, cifar_root, tmp_path):
+    with pytest.raises(SystemExit, match='holds no exported weights: pass a run folder with export/'):
+        experiment.main(['score', '--data-dir', str(cifar_root), '--val-size', '300', '--runs', str(tmp_path)])
+
+
 def test_paired_difference_of_identical_runs_is_zero(experiment):
     hits = torch.tensor([True, False, True, True])
     assert experiment.paired_difference(hits, hits) == (0.0, 0.0, 0.0)

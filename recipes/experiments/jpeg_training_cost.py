@@ -23,7 +23,10 @@ Each is an ImageFolder tree (`<class>/<index>.png`) that `recipes/train.py data.
 
 `score` runs each run's exported weights (fp32) over the whole validation split and prints top-1 on its exact and
 JPEG-decoded parts with Wilson intervals, and each run against the first on the same images: the paired
-difference with a 95% interval (normal approximation over the images' correct/wrong pairs).
+difference with a 95% interval (normal approximation over the images' correct/wrong pairs). `--runs` also takes
+published hub/<model>.<tag>/ folders. `--test-jpeg-quality 75` scores each run as well on the same images after a JPEG
+round trip at that quality, against the run on them as they are: whether a JPEG-trained net does better on clean
+images once they look like its training images.
 The test split is never read.
 """
 from __future__ import annotations
@@ -97,13 +100,22 @@ def build_mixed(args: argparse.Namespace, images: torch.Tensor, labels: torch.Te
         print(f'{args.out / name}: {len(exact_idx):,} exact images x{copies}, {len(jpeg_idx):,} JPEG')
 
 
+def _weights_folder(run: Path) -> Path:
+    """A run folder's exported weights (run/export/), or a published hub/<model>.<tag>/ folder itself."""
+    for folder in (run / 'export', run):
+        if (folder / 'model.safetensors').exists() and (folder / 'config.json').exists():
+            return folder
+    raise SystemExit(f'{run} holds no exported weights: pass a run folder with export/ (`cifar-timm export` writes '
+                     f'it at the end of a run) or a hub/<model>.<tag>/ folder')
+
+
 def correct_per_image(run: Path, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Boolean (N,): which images the run's exported weights classify correctly, in fp32."""
     from cifar_timm.evaluation import create_eval_model
 
-    weights = run / 'export' / 'model.safetensors'
-    model = create_eval_model(json.loads((run / 'export' / 'config.json').read_text())['architecture'],
-                              checkpoint=str(weights)).eval()
+    folder = _weights_folder(run)
+    model = create_eval_model(json.loads((folder / 'config.json').read_text())['architecture'],
+                              checkpoint=str(folder / 'model.safetensors')).eval()
     cfg = model.pretrained_cfg
     mean = torch.tensor(cfg['mean']).view(1, 3, 1, 1)
     std = torch.tensor(cfg['std']).view(1, 3, 1, 1)
@@ -129,17 +141,21 @@ def score(args: argparse.Namespace) -> None:
     _, val_idx = train_val_indices(len(labels), args.val_size, args.split_seed)
     exact = _exact_or_exit(args.data_dir, len(labels))[val_idx]
     images, labels = train.images[val_idx], labels[val_idx]
-    hits = {run: correct_per_image(run, images, labels) for run in args.runs}
+    # (run, None): the images as they are; (run, q): the same images JPEG-encoded at quality q before the net sees them
+    inputs = {None: images, **{q: jpeg_round_trip(images, quality=q) for q in args.test_jpeg_quality}}
+    hits = {(run, q): correct_per_image(run, x, labels) for run in args.runs for q, x in inputs.items()}
     reference = args.runs[0]
     for part, mask in [('exact', exact), ('JPEG-decoded', ~exact), ('all', torch.ones_like(exact))]:
         print(f'validation, {part} images ({int(mask.sum()):,}):')
-        for run, hit in hits.items():
+        for (run, quality), hit in hits.items():
             correct, n = int(hit[mask].sum()), int(mask.sum())
             lo, hi = wilson_interval(correct, n)
-            line = f'  {run.name}: {100 * correct / n:.2f}% [{lo:.1f}, {hi:.1f}]'
-            if run != reference:
+            name = run.name if quality is None else f'{run.name}, inputs JPEG q{quality}'
+            against = (reference, None) if quality is None else (run, None)
+            line = f'  {name}: {100 * correct / n:.2f}% [{lo:.1f}, {hi:.1f}]'
+            if (run, quality) != against:
                 line += ' | minus {}: {:+.2f} points [{:+.2f}, {:+.2f}]'.format(
-                    reference.name, *paired_difference(hits[reference][mask], hit[mask]))
+                    against[0].name, *paired_difference(hits[against][mask], hit[mask]))
             print(line)
 
 
@@ -148,7 +164,11 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument('command', nargs='?', choices=('build', 'score'), default='build')
     parser.add_argument('--data-dir', type=Path, required=True, help='the shared copy, built by build.py')
     parser.add_argument('--out', type=Path, help='build: folder for the four ImageFolder trees')
-    parser.add_argument('--runs', type=Path, nargs='+', help='score: run folders, the first the reference')
+    parser.add_argument('--runs', type=Path, nargs='+',
+                        help='score: run folders (or hub/<model>.<tag>/ folders), the first the reference')
+    parser.add_argument('--test-jpeg-quality', type=int, nargs='+', default=[], metavar='Q',
+                        help='score: also score each run on the same images JPEG-encoded at quality Q, against '
+                             'the run on them as they are (meeting a JPEG-trained net halfway at test time)')
     parser.add_argument('--mixed-share', type=float, default=0.0,
                         help='build: also the mixed trees, this share exact (the shared copy: 7,245 / 45,000 = 0.161)')
     parser.add_argument('--oversample', type=int, default=5, help='build: copies of each exact image in mixed_xN')
