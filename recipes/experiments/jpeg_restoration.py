@@ -38,7 +38,7 @@ import torch.nn as nn
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling experiment, run as a script or loaded by path
-from jpeg_training_cost import _exact_or_exit, write_tree  # noqa: E402
+from jpeg_training_cost import exact_mask_or_exit, write_tree  # noqa: E402
 
 from cifar_timm.data import load_cifar10  # noqa: E402
 from cifar_timm.data.splits import train_val_indices  # noqa: E402
@@ -117,7 +117,7 @@ def psnr(images: torch.Tensor, reference: torch.Tensor) -> float:
 def build(args: argparse.Namespace) -> None:
     train = load_cifar10(args.data_dir, 'train', verify_md5=False)
     images, labels = train.images, torch.as_tensor(train.labels)
-    exact = _exact_or_exit(args.data_dir, len(labels))
+    exact = exact_mask_or_exit(args.data_dir, len(labels))
     train_idx, val_idx = train_val_indices(len(labels), args.val_size, args.split_seed)
     in_val = torch.zeros(len(labels), dtype=torch.bool)
     in_val[val_idx] = True

@@ -45,7 +45,7 @@ from cifar_timm.data.provenance import exact_mask, jpeg_round_trip
 from cifar_timm.data.splits import train_val_indices
 
 
-def _exact_or_exit(data_dir: Path, n: int) -> torch.Tensor:
+def exact_mask_or_exit(data_dir: Path, n: int) -> torch.Tensor:
     """Which training images are exact; a copy without provenance.npz (the official download) has no JPEG part."""
     exact = exact_mask(data_dir, 'train', n)
     if exact is None:
@@ -66,7 +66,7 @@ def write_tree(root: Path, images: torch.Tensor, labels: torch.Tensor, indices: 
 def build(args: argparse.Namespace) -> None:
     train = load_cifar10(args.data_dir, 'train', verify_md5=False)
     images, labels = train.images, torch.as_tensor(train.labels)
-    exact = _exact_or_exit(args.data_dir, len(labels))
+    exact = exact_mask_or_exit(args.data_dir, len(labels))
     train_idx, val_idx = train_val_indices(len(labels), args.val_size, args.split_seed)
     in_val = torch.zeros(len(labels), dtype=torch.bool)
     in_val[val_idx] = True
@@ -139,7 +139,7 @@ def score(args: argparse.Namespace) -> None:
     train = load_cifar10(args.data_dir, 'train', verify_md5=False)
     labels = torch.as_tensor(train.labels)
     _, val_idx = train_val_indices(len(labels), args.val_size, args.split_seed)
-    exact = _exact_or_exit(args.data_dir, len(labels))[val_idx]
+    exact = exact_mask_or_exit(args.data_dir, len(labels))[val_idx]
     images, labels = train.images[val_idx], labels[val_idx]
     # (run, None): the images as they are; (run, q): the same images JPEG-encoded at quality q before the net sees them
     inputs = {None: images, **{q: jpeg_round_trip(images, quality=q) for q in args.test_jpeg_quality}}
