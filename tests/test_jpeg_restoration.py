@@ -2,30 +2,20 @@
 same decodes restored by a restorer trained on the other half of the pairs."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from cifar_timm.data import load_cifar10
 from cifar_timm.data.provenance import exact_mask
-
-SCRIPT = Path(__file__).resolve().parents[1] / 'recipes' / 'experiments' / 'jpeg_restoration.py'
+from experiment_scripts import load_experiment, png_tree
 
 
 @pytest.fixture(scope='module')
 def experiment():
-    spec = importlib.util.spec_from_file_location('jpeg_restoration', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _pngs(root: Path) -> dict[str, np.ndarray]:
-    return {f'{p.parent.name}/{p.name}': np.asarray(Image.open(p)) for p in sorted(root.glob('*/*.png'))}
+    return load_experiment('jpeg_restoration')
 
 
 def test_decodes_match_the_built_copy_where_it_kept_the_jpeg(experiment, cifar_root, shared_cifar10_dir):
@@ -40,8 +30,8 @@ def test_build_writes_decoded_and_restored_trees_of_the_same_images(experiment, 
     out = tmp_path / 'trees'
     experiment.main(['--data-dir', str(cifar_root), '--shared-dir', str(shared_cifar10_dir), '--out', str(out),
                      '--limit', '40', '--epochs', '1', '--channels', '8', '--depth', '1'])
-    decoded, restored = _pngs(out / 'shared_jpeg' / 'train'), _pngs(out / 'restored' / 'train')
-    exact = _pngs(out / 'val_exact')
+    decoded, restored = png_tree(out / 'shared_jpeg' / 'train'), png_tree(out / 'restored' / 'train')
+    exact = png_tree(out / 'val_exact')
     assert len(decoded) == 40 and decoded.keys() == restored.keys() and len(exact) == 40
     assert not any(np.array_equal(decoded[k], restored[k]) for k in decoded)  # every image went through a restorer
     train = load_cifar10(cifar_root, 'train', verify_md5=False)

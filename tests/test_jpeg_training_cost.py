@@ -2,7 +2,6 @@
 as they are and after the shared copy's JPEG round trip) and the paired scoring of runs on the validation split."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,36 +9,27 @@ import numpy as np
 import pytest
 import timm
 import torch
-from PIL import Image
 from safetensors.torch import save_file
 
 import cifar_timm  # noqa: F401  (registers resnet20)
-
-SCRIPT = Path(__file__).resolve().parents[1] / 'recipes' / 'experiments' / 'jpeg_training_cost.py'
+from experiment_scripts import load_experiment, png_tree
 
 
 @pytest.fixture(scope='module')
 def experiment():
-    spec = importlib.util.spec_from_file_location('jpeg_training_cost', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _pngs(root: Path) -> dict[str, np.ndarray]:
-    return {f'{p.parent.name}/{p.name}': np.asarray(Image.open(p)) for p in sorted(root.glob('*/*.png'))}
+    return load_experiment('jpeg_training_cost')
 
 
 def test_build_writes_the_same_images_exact_and_jpeg(experiment, cifar_root, tmp_path, capsys):
     out = tmp_path / 'trees'
     experiment.main(['build', '--data-dir', str(cifar_root), '--out', str(out), '--limit', '40',
                      '--mixed-share', '0.25', '--oversample', '3'])
-    exact, jpeg = _pngs(out / 'exact' / 'train'), _pngs(out / 'jpeg' / 'train')
+    exact, jpeg = png_tree(out / 'exact' / 'train'), png_tree(out / 'jpeg' / 'train')
     assert len(exact) == 40 and exact.keys() == jpeg.keys()  # the same images, by class and training-set index
     psnr = [10 * np.log10(255 ** 2 / np.mean((exact[k].astype(float) - jpeg[k]) ** 2)) for k in exact]
     assert 25 < np.median(psnr) < 40  # the shared copy's lossy images sit near 30 dB
-    assert len(_pngs(out / 'val_exact')) == 40 and len(_pngs(out / 'val_jpeg')) == 40
-    mixed, oversampled = _pngs(out / 'mixed' / 'train'), _pngs(out / 'mixed_x3' / 'train')
+    assert len(png_tree(out / 'val_exact')) == 40 and len(png_tree(out / 'val_jpeg')) == 40
+    mixed, oversampled = png_tree(out / 'mixed' / 'train'), png_tree(out / 'mixed_x3' / 'train')
     kept_exact = [k for k in mixed if np.array_equal(mixed[k], exact[k])]
     assert len(mixed) == 40 and len(kept_exact) == 10
     assert len(oversampled) == 40 + 2 * 10  # each exact image twice more

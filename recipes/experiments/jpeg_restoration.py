@@ -38,10 +38,7 @@ import torch.nn as nn
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling experiment, run as a script or loaded by path
-from jpeg_training_cost import exact_mask_or_exit, write_tree  # noqa: E402
-
-from cifar_timm.data import load_cifar10  # noqa: E402
-from cifar_timm.data.splits import train_val_indices  # noqa: E402
+from jpeg_training_cost import training_set_and_masks, write_tree  # noqa: E402
 
 
 def shared_jpeg_decodes(shared_dir: Path, indices: torch.Tensor) -> torch.Tensor:
@@ -115,12 +112,7 @@ def psnr(images: torch.Tensor, reference: torch.Tensor) -> float:
 
 
 def build(args: argparse.Namespace) -> None:
-    train = load_cifar10(args.data_dir, 'train', verify_md5=False)
-    images, labels = train.images, torch.as_tensor(train.labels)
-    exact = exact_mask_or_exit(args.data_dir, len(labels))
-    train_idx, val_idx = train_val_indices(len(labels), args.val_size, args.split_seed)
-    in_val = torch.zeros(len(labels), dtype=torch.bool)
-    in_val[val_idx] = True
+    images, labels, exact, in_val = training_set_and_masks(args)
     pairs = (exact & ~in_val).nonzero().squeeze(1)[:args.limit]
     val_exact = (exact & in_val).nonzero().squeeze(1)[:args.limit]
     decoded = shared_jpeg_decodes(args.shared_dir, pairs)

@@ -63,13 +63,19 @@ def write_tree(root: Path, images: torch.Tensor, labels: torch.Tensor, indices: 
             Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f'{index:05d}{f"_{copy}" if copy else ""}.png')
 
 
-def build(args: argparse.Namespace) -> None:
+def training_set_and_masks(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The copy's training images (uint8 N,3,32,32) and labels, which are exact, and which are in the validation split."""
     train = load_cifar10(args.data_dir, 'train', verify_md5=False)
     images, labels = train.images, torch.as_tensor(train.labels)
     exact = exact_mask_or_exit(args.data_dir, len(labels))
-    train_idx, val_idx = train_val_indices(len(labels), args.val_size, args.split_seed)
+    _, val_idx = train_val_indices(len(labels), args.val_size, args.split_seed)
     in_val = torch.zeros(len(labels), dtype=torch.bool)
     in_val[val_idx] = True
+    return images, labels, exact, in_val
+
+
+def build(args: argparse.Namespace) -> None:
+    images, labels, exact, in_val = training_set_and_masks(args)
     trees = {
         'exact/train': (exact & ~in_val, False),
         'jpeg/train': (exact & ~in_val, True),
@@ -136,11 +142,8 @@ def paired_difference(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float, f
 def score(args: argparse.Namespace) -> None:
     from cifar_timm.evaluation import wilson_interval
 
-    train = load_cifar10(args.data_dir, 'train', verify_md5=False)
-    labels = torch.as_tensor(train.labels)
-    _, val_idx = train_val_indices(len(labels), args.val_size, args.split_seed)
-    exact = exact_mask_or_exit(args.data_dir, len(labels))[val_idx]
-    images, labels = train.images[val_idx], labels[val_idx]
+    images, labels, exact, in_val = training_set_and_masks(args)
+    images, labels, exact = images[in_val], labels[in_val], exact[in_val]
     # (run, None): the images as they are; (run, q): the same images JPEG-encoded at quality q before the net sees them
     inputs = {None: images, **{q: jpeg_round_trip(images, quality=q) for q in args.test_jpeg_quality}}
     hits = {(run, q): correct_per_image(run, x, labels) for run in args.runs for q, x in inputs.items()}
