@@ -44,6 +44,7 @@ CARD_SECTION = 'other-weights'
 # inserted before this heading the first time they have something to say.
 INSERT_MISSING_BEFORE = {CARD_SECTION: '## Training data'}
 
+
 class TablesError(CifarTimmError):
     """A generated file or its markers cannot be found."""
 

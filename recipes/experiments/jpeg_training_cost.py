@@ -34,7 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from PIL import Image
@@ -115,8 +115,8 @@ def _weights_folder(run: Path) -> Path:
                      f'it at the end of a run) or a hub/<model>.<tag>/ folder')
 
 
-def correct_per_image(run: Path, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Boolean (N,): which images the run's exported weights classify correctly, in fp32."""
+def classifier(run: Path) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The run's exported weights in fp32, as a function from uint8 images (N, 3, 32, 32) to predicted classes."""
     from cifar_timm.evaluation import create_eval_model
 
     folder = _weights_folder(run)
@@ -125,11 +125,11 @@ def correct_per_image(run: Path, images: torch.Tensor, labels: torch.Tensor) -> 
     cfg = model.pretrained_cfg
     mean = torch.tensor(cfg['mean']).view(1, 3, 1, 1)
     std = torch.tensor(cfg['std']).view(1, 3, 1, 1)
-    hits = []
-    with torch.no_grad():
-        for batch in images.split(500):
-            hits.append(model((batch.float() / 255 - mean) / std).argmax(1))
-    return torch.cat(hits) == labels
+
+    @torch.no_grad()
+    def predict(images: torch.Tensor) -> torch.Tensor:
+        return torch.cat([model((batch.float() / 255 - mean) / std).argmax(1) for batch in images.split(500)])
+    return predict
 
 
 def paired_difference(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float, float]:
@@ -146,7 +146,10 @@ def score(args: argparse.Namespace) -> None:
     images, labels, exact = images[in_val], labels[in_val], exact[in_val]
     # (run, None): the images as they are; (run, q): the same images JPEG-encoded at quality q before the net sees them
     inputs = {None: images, **{q: jpeg_round_trip(images, quality=q) for q in args.test_jpeg_quality}}
-    hits = {(run, q): correct_per_image(run, x, labels) for run in args.runs for q, x in inputs.items()}
+    hits = {}
+    for run in args.runs:
+        predict = classifier(run)  # loaded once, whatever the number of qualities
+        hits.update({(run, q): predict(x) == labels for q, x in inputs.items()})
     reference = args.runs[0]
     for part, mask in [('exact', exact), ('JPEG-decoded', ~exact), ('all', torch.ones_like(exact))]:
         print(f'validation, {part} images ({int(mask.sum()):,}):')
