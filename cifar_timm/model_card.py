@@ -175,7 +175,7 @@ checked before use.
 
 ## Training
 - **Epochs:** {r.get('epochs', '–')}
-- **Training time:** {_duration(r.get('train_time_s'))}
+{_teacher_line(r)}- **Training time:** {_duration(r.get('train_time_s'))}
 {_machine_lines(r)}- **Code:** cifar-timm at git `{r.get('git_sha') or 'unknown'}`
 {curves}
 The full recipe (`config.yaml` of the run; train with `python recipes/train.py --config FILE`):
@@ -184,6 +184,16 @@ The full recipe (`config.yaml` of the run; train with `python recipes/train.py -
 {f.config_yaml.rstrip()}
 ```
 '''
+
+
+def _teacher_line(r: dict[str, Any]) -> str:
+    """The weight a distilled run learned from, and how (nothing for a run without a teacher)."""
+    teacher = r.get('distill_teacher')
+    if not teacher:
+        return ''
+    d = (r.get('config') or {}).get('distill') or {}
+    return (f"- **Distilled from:** `{teacher}` (timm's logit distillation: temperature {d.get('temperature')}, "
+            f"{d.get('task_weight')} x the label loss + the rest x the teacher's KL)\n")
 
 
 def _results_section(f: CardFacts) -> str:

@@ -28,10 +28,14 @@ PUBLISHED = {
 # <model>_short60.yaml (60).
 SHORT = {'resnet20', 'cifarnet', 'xresnet20', 'vgg7_bn'}
 SHORT60 = {'xresnet20', 'hybrid_resnet26', 'resnet32', 'se_mxresnet20', 'se_mxresnext29_16x2d', 'vgg7_bn'}
+# ... and those with a teacher (distill.teacher): <model>_short_kd.yaml
+SHORT_KD = {'resnet20'}
+RECIPE_SUFFIXES = ('_short_kd', '_short60', '_short')
 
 
 def test_every_published_weight_has_a_recipe():
-    assert {p.stem for p in CONFIGS} == PUBLISHED | {f'{m}_short' for m in SHORT} | {f'{m}_short60' for m in SHORT60}
+    assert {p.stem for p in CONFIGS} == (PUBLISHED | {f'{m}_short' for m in SHORT} | {f'{m}_short60' for m in SHORT60}
+                                         | {f'{m}_short_kd' for m in SHORT_KD})
 
 
 def test_cpu_queue_names_existing_recipes_and_their_models():
@@ -49,7 +53,7 @@ def test_recipe_trains_a_few_steps(path, cifar_root, tmp_path):
     config = load_config(path, [
         f'data.dir={cifar_root}', 'data.verify_md5=false', 'data.limit=8', 'data.val_limit=0', 'data.test_limit=8',
         'batch_size=8', 'epochs=1', f'output={tmp_path}', 'log.progress=false', 'log.tensorboard=false'])
-    model = path.stem.removesuffix('_short60').removesuffix('_short')
+    model = next((path.stem.removesuffix(s) for s in RECIPE_SUFFIXES if path.stem.endswith(s)), path.stem)
     assert config['model'] == model
     results = train(config)
     assert results['model'] == model and results['n_test'] == 8

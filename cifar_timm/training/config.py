@@ -102,6 +102,11 @@ DEFAULTS: dict[str, Any] = {
         'switch_prob': 0.5,
         'mode': 'batch',
     },
+    'distill': {                # knowledge distillation (timm's LogitDistillationTask)
+        'teacher': None,        # null | a published weight to learn from, e.g. se_mxresnext29_16x2d.short60_c10
+        'temperature': 4.0,     # softmax temperature of both sides of the KL term
+        'task_weight': 0.1,     # loss = task_weight * the recipe's loss + (1 - task_weight) * T^2 * KL
+    },
     'ema': {
         'enabled': False,
         'decay': 0.9998,
@@ -186,6 +191,10 @@ SCHEMA: dict[str, object] = {
     'mixup.prob': _FRACTION,
     'mixup.switch_prob': _FRACTION,
     'mixup.mode': choice('batch', 'pair', 'elem'),
+    'distill.teacher': either(Null('no distillation'),
+                              Text('a published weight, e.g. se_mxresnext29_16x2d.short60_c10')),
+    'distill.temperature': Float(lo=0, lo_open=True),
+    'distill.task_weight': _FRACTION,
     'ema.decay': _FRACTION,
     'clip_grad.mode': choice(None, 'norm', 'value', 'agc'),
     'clip_grad.value': either(Null('no clipping'), Float(lo=0, lo_open=True)),

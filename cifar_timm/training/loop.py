@@ -29,6 +29,7 @@ from ..errors import CifarTimmError
 from . import checkpoint as ckpt
 from .components import build_ema, build_loss, build_mixup, build_optimizer, build_scheduler
 from .config import ConfigError, dump_config
+from .distill import build_distillation
 from .cpu import ThreadGovernor, keep_freed_memory, resolve_channels_last, resolve_mixed_precision
 from .export import git_sha, hardware, write_export
 from .mixup import LabelPreservingMixup
@@ -261,6 +262,9 @@ class _Run:
         self.model, self.optimizer = self.acc.prepare(self.model, optimizer)
         if cfg['compile']:
             self.model = torch.compile(self.model)
+        self.distill = build_distillation(self.model, cfg['distill'], self.criterion, classes=self.data.classes,
+                                          mean=self.mean, std=self.std, device=self.device,
+                                          channels_last=self.channels_last)
 
     def _restore(self, state: Optional[dict[str, Any]]) -> None:
         self.start_epoch, self.num_updates, self.train_time_s = 0, 0, 0.0
@@ -425,8 +429,12 @@ class _Run:
         elif self.mixup is not None:
             x, target = self.mixup(x, y)
         with self.acc.autocast():
-            logits = self.model(x)
-            loss = self.criterion(logits, target)
+            if self.distill is not None:  # the teacher sees the same (mixed) batch
+                out = self.distill(x, target)
+                logits, loss = out['output'], out['loss']
+            else:
+                logits = self.model(x)
+                loss = self.criterion(logits, target)
         nan_at = cfg['debug']['nan_at_step']
         if nan_at is not None and self.num_updates == nan_at:
             loss = loss * float('nan')
@@ -548,6 +556,9 @@ class _Run:
             'git_sha': self.git_sha,
             'config': self.resolved_config(),
         }
+        if self.distill is not None:  # the published weight it learned from, with its tag resolved
+            teacher = self.distill.teacher.model.pretrained_cfg
+            results['distill_teacher'] = f'{teacher["architecture"]}.{teacher["tag"]}'
         cfg_overlay = {}  # what the export's pretrained cfg must say beyond the architecture's
         if cfg['data']['mean'] or cfg['data']['std']:  # how its inputs were normalised
             cfg_overlay.update(mean=self.mean, std=self.std)
