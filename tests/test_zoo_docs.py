@@ -148,6 +148,8 @@ def test_recipe_line_names_what_a_reader_compares():
                                          'epochs; label smoothing 0.1; Mixup/CutMix; cutout 8; EMA 0.999 (exported)')
     assert recipe_line({'optimizer': {'name': 'lookahead_momentum', 'lr': 0.05}}).startswith(
         'Lookahead SGD momentum lr 0.05, weight decay 0')
+    assert recipe_line({**HE_CONFIG, 'distill': {'teacher': 'se_mxresnet20.src_c10'}}).endswith(
+        '; distilled from se_mxresnet20.src_c10')
 
 
 @pytest.fixture

@@ -45,6 +45,9 @@ def recipe_line(config: dict[str, Any]) -> str:
     ema = config.get('ema') or {}
     if ema.get('enabled'):
         parts.append(f"EMA {_g(ema.get('decay'))}" + (' (exported)' if ema.get('export', True) else ''))
+    teacher = (config.get('distill') or {}).get('teacher')
+    if teacher:
+        parts.append(f'distilled from {teacher}')
     return '; '.join(parts)
 
 
