@@ -10,7 +10,9 @@ import torch
 
 import cifar_timm  # noqa: F401  (registers the models)
 from cifar_timm.constants import CIFAR10_CLASSES
+from cifar_timm.hub import load_pretrained_tags
 from cifar_timm.training import ConfigError, load_config, train
+from cifar_timm.training.checkpoint import CheckpointError
 from cifar_timm.training.distill import build_distillation, load_teacher
 from test_training import RESNET20, export_params, tiny
 
@@ -64,6 +66,19 @@ def test_a_distilled_run_records_its_teacher(cifar_root, tmp_path):
     repo = export_run(out, tag='kd_test_c10', hub_dir=tmp_path / 'hub', tags_file=tmp_path / 'tags.json')
     card = (repo / 'README.md').read_text()
     assert f'**Distilled from:** `{TEACHER}` (timm\'s logit distillation: temperature 4.0, 0.1 x' in card
+
+
+def test_a_resume_goes_on_only_with_the_teacher_it_started_with(cifar_root, tmp_path):
+    # one epoch of two (4 steps of 16 images), checkpointed; the teacher's name and sha256 travel in the checkpoint
+    out = tmp_path / 'kd'
+    first = tiny(cifar_root, out, f'distill.teacher={TEACHER}', 'checkpoint.every=1', 'debug.max_steps=4')
+    results = train(load_config(RESNET20, first))
+    assert results['distill_teacher_sha256'] == load_pretrained_tags()[TEACHER]['sha256']
+    for other in ('distill.teacher=resnet20.he_c10', 'distill.teacher=null'):
+        with pytest.raises(CheckpointError, match=f'trained with teacher {TEACHER} .sha256 [0-9a-f]{{64}}.'):
+            train(load_config(RESNET20, tiny(cifar_root, out, other, 'resume=auto')))
+    resumed = train(load_config(RESNET20, tiny(cifar_root, out, f'distill.teacher={TEACHER}', 'resume=auto')))
+    assert resumed['distill_teacher'] == TEACHER and resumed['epochs'] == 2
 
 
 def test_a_teacher_weight_of_one_does_not_touch_the_students_training(cifar_root, tmp_path):

@@ -14,7 +14,7 @@ import timm
 import torch
 from timm.task import DistillationTeacher, LogitDistillationTask
 
-from ..hub import PretrainedWeightsError
+from ..hub import PretrainedWeightsError, load_pretrained_tags
 from .config import ConfigError
 
 
@@ -58,3 +58,11 @@ def load_teacher(name: str, classes: Sequence[str]) -> torch.nn.Module:
                           f'trains {list(classes)}; the teacher must answer for the same classes in the same order')
     teacher.requires_grad_(False)
     return teacher.eval()
+
+
+def teacher_identity(task: LogitDistillationTask) -> dict[str, Any]:
+    """The teacher's published name (its tag resolved) and weights' sha256: what a checkpoint and results.json keep,
+    so a resume never goes on against other weights under the same name (`cifar-timm export --force` replaces them)."""
+    cfg = task.teacher.model.pretrained_cfg
+    name = f'{cfg["architecture"]}.{cfg["tag"]}'
+    return {'name': name, 'sha256': (load_pretrained_tags().get(name) or {}).get('sha256')}

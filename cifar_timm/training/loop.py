@@ -29,8 +29,8 @@ from ..errors import CifarTimmError
 from . import checkpoint as ckpt
 from .components import build_ema, build_loss, build_mixup, build_optimizer, build_scheduler
 from .config import ConfigError, dump_config
-from .distill import build_distillation
 from .cpu import ThreadGovernor, keep_freed_memory, resolve_channels_last, resolve_mixed_precision
+from .distill import build_distillation, teacher_identity
 from .export import git_sha, hardware, write_export
 from .mixup import LabelPreservingMixup
 from .run_log import RunLog, as_float, read_metrics
@@ -265,6 +265,7 @@ class _Run:
         self.distill = build_distillation(self.model, cfg['distill'], self.criterion, classes=self.data.classes,
                                           mean=self.mean, std=self.std, device=self.device,
                                           channels_last=self.channels_last)
+        self.teacher = teacher_identity(self.distill) if self.distill is not None else None
 
     def _restore(self, state: Optional[dict[str, Any]]) -> None:
         self.start_epoch, self.num_updates, self.train_time_s = 0, 0, 0.0
@@ -274,6 +275,11 @@ class _Run:
         if state['config']['model'] != self.config['model']:
             raise ckpt.CheckpointError(f'checkpoint is for model {state["config"]["model"]}, not '
                                        f'{self.config["model"]}; resume it with its own config')
+        if 'teacher' in state and state['teacher'] != self.teacher:  # checkpoints from before 2026-12-05 have none
+            raise ckpt.CheckpointError(f'checkpoint was trained with {_teacher_words(state["teacher"])}, this run '
+                                       f'has {_teacher_words(self.teacher)}: the config names another teacher, or its '
+                                       f'published weights changed since. Resume with the teacher it was trained '
+                                       f'with, or start afresh in another output=...')
         self.raw_model.load_state_dict(state['model'])
         self.optimizer.load_state_dict(state['optimizer'])
         if self.scheduler is not None:
@@ -483,6 +489,7 @@ class _Run:
                 'epoch_elapsed_s': self.epoch_elapsed_s,
                 'train_time_s': self.train_time_s,
                 'segments': self.segments,
+                'teacher': self.teacher,
                 'rng': rngs,
                 'config': self.config,
             }
@@ -556,9 +563,8 @@ class _Run:
             'git_sha': self.git_sha,
             'config': self.resolved_config(),
         }
-        if self.distill is not None:  # the published weight it learned from, with its tag resolved
-            teacher = self.distill.teacher.model.pretrained_cfg
-            results['distill_teacher'] = f'{teacher["architecture"]}.{teacher["tag"]}'
+        if self.teacher is not None:  # the published weight it learned from, with its tag resolved
+            results.update(distill_teacher=self.teacher['name'], distill_teacher_sha256=self.teacher['sha256'])
         cfg_overlay = {}  # what the export's pretrained cfg must say beyond the architecture's
         if cfg['data']['mean'] or cfg['data']['std']:  # how its inputs were normalised
             cfg_overlay.update(mean=self.mean, std=self.std)
@@ -616,6 +622,10 @@ def accelerate_autocast_removed(model: torch.nn.Module) -> Iterator[torch.nn.Mod
         yield model
     finally:
         model.forward = replaced
+
+
+def _teacher_words(teacher: Optional[dict[str, Any]]) -> str:
+    return 'no teacher' if teacher is None else f'teacher {teacher["name"]} (sha256 {teacher["sha256"]})'
 
 
 def _test_summary(results: dict[str, Any]) -> str:
