@@ -192,6 +192,10 @@ def _teacher_line(r: dict[str, Any]) -> str:
     if not teacher:
         return ''
     d = (r.get('config') or {}).get('distill') or {}
+    if isinstance(teacher, list):  # an ensemble
+        names = ' and '.join(f'`{t}`' for t in teacher)
+        return (f"- **Distilled from:** the mean logits of {names} (timm's logit distillation: temperature "
+                f"{d.get('temperature')}, {d.get('task_weight')} x the label loss + the rest x the teachers' KL)\n")
     return (f"- **Distilled from:** `{teacher}` (timm's logit distillation: temperature {d.get('temperature')}, "
             f"{d.get('task_weight')} x the label loss + the rest x the teacher's KL)\n")
 

@@ -409,12 +409,19 @@ def _estimate_etas_from_the_same_model(records: list[dict[str, Any]]) -> None:
     epoch_times: dict[tuple, list[float]] = {}
     for r in records:
         if r['epoch_time_s'] is not None and r['model']:
-            epoch_times.setdefault((r['model'], r['teacher']), []).append(r['epoch_time_s'])
+            epoch_times.setdefault(_speed_key(r), []).append(r['epoch_time_s'])
     for r in records:
-        times = epoch_times.get((r['model'], r['teacher']))
+        times = epoch_times.get(_speed_key(r))
         if r['eta_s'] is None and r['state'] in UNFINISHED_STATES and r['epochs'] and times:
             r['eta_s'] = round(statistics.median(times) * (r['epochs'] - r['epochs_done']), 1)
             r['eta_estimated'] = True
+
+
+
+def _speed_key(record: dict[str, Any]) -> tuple:
+    """Runs that train at the same speed: the same architecture, taught by the same teacher(s) or by none."""
+    teacher = record['teacher']
+    return record['model'], tuple(teacher) if isinstance(teacher, list) else teacher
 
 
 def _median(values: Iterable[Optional[float]]) -> Optional[float]:

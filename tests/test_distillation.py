@@ -1,5 +1,6 @@
-"""Knowledge distillation from a published weight (`distill.teacher`): the loss timm's task computes, a distilled run
-end to end with its card, and the teachers it refuses. The teacher is the committed resnet20.short_c10."""
+"""Knowledge distillation from a published weight or an ensemble of them (`distill.teacher`): the loss timm's task
+computes, a distilled run end to end with its card, and the teachers it refuses. The teacher is the committed
+resnet20.short_c10, joined by resnet20.he_c10 in an ensemble."""
 from __future__ import annotations
 
 import json
@@ -13,10 +14,11 @@ from cifar_timm.constants import CIFAR10_CLASSES
 from cifar_timm.hub import load_pretrained_tags
 from cifar_timm.training import ConfigError, load_config, train
 from cifar_timm.training.checkpoint import CheckpointError
-from cifar_timm.training.distill import build_distillation, load_teacher
+from cifar_timm.training.distill import TeacherEnsemble, build_distillation, load_teacher
 from test_training import RESNET20, export_params, tiny
 
 TEACHER = 'resnet20.short_c10'
+ENSEMBLE = [TEACHER, 'resnet20.he_c10']
 
 
 def distill_cfg(teacher=TEACHER, temperature=4.0, task_weight=0.1) -> dict:
@@ -56,6 +58,22 @@ def test_the_teacher_follows_the_runs_own_normalisation():
     torch.testing.assert_close(seen, expected, atol=1e-4, rtol=1e-4)
 
 
+def test_an_ensemble_teaches_the_mean_of_its_members_logits():
+    # each member sees the images in its own normalisation, whatever the run's is
+    members = [load_teacher(name, CIFAR10_CLASSES) for name in ENSEMBLE]
+    task = build_distillation(timm.create_model('resnet20'), distill_cfg(ENSEMBLE), torch.nn.CrossEntropyLoss(),
+                              classes=CIFAR10_CLASSES, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
+                              device=torch.device('cpu'), channels_last=True)
+    assert isinstance(task.teacher.model, TeacherEnsemble) and not task.teacher.model.training
+    pixels = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        seen = task.teacher(task.teacher.normalize_input((pixels - 0.5) / 0.25, task.student_mean, task.student_std))
+        own = [m((pixels - torch.tensor(m.pretrained_cfg['mean']).view(1, 3, 1, 1))
+                 / torch.tensor(m.pretrained_cfg['std']).view(1, 3, 1, 1)) for m in members]
+    torch.testing.assert_close(seen, (own[0] + own[1]) / 2, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(own[0], own[1], atol=1e-2)  # two different teachers, so the mean is a real mix
+
+
 def test_a_distilled_run_records_its_teacher(cifar_root, tmp_path):
     out = tmp_path / 'kd'
     results = train(load_config(RESNET20, tiny(cifar_root, out, 'epochs=1', f'distill.teacher={TEACHER}',
@@ -79,6 +97,27 @@ def test_a_resume_goes_on_only_with_the_teacher_it_started_with(cifar_root, tmp_
             train(load_config(RESNET20, tiny(cifar_root, out, other, 'resume=auto')))
     resumed = train(load_config(RESNET20, tiny(cifar_root, out, f'distill.teacher={TEACHER}', 'resume=auto')))
     assert resumed['distill_teacher'] == TEACHER and resumed['epochs'] == 2
+
+
+def test_an_ensemble_run_records_every_teacher_and_resumes_only_with_them(cifar_root, tmp_path):
+    out = tmp_path / 'ens'
+    teachers = f'distill.teacher=[{", ".join(ENSEMBLE)}]'
+    results = train(load_config(RESNET20, tiny(cifar_root, out, teachers, 'checkpoint.every=1', 'debug.max_steps=4')))
+    tags = load_pretrained_tags()
+    assert results['distill_teacher'] == ENSEMBLE
+    assert results['distill_teacher_sha256'] == [tags[name]['sha256'] for name in ENSEMBLE]
+    sha = '.sha256 [0-9a-f]{64}.'
+    with pytest.raises(CheckpointError, match=f'trained with the ensemble of {TEACHER} {sha} and resnet20.he_c10 '
+                                              f'{sha}, this run has teacher {TEACHER}'):
+        train(load_config(RESNET20, tiny(cifar_root, out, f'distill.teacher={TEACHER}', 'resume=auto')))
+    resumed = train(load_config(RESNET20, tiny(cifar_root, out, teachers, 'resume=auto')))
+    assert resumed['distill_teacher'] == ENSEMBLE and resumed['epochs'] == 2
+    from cifar_timm.commands.export import export_run
+    from cifar_timm.commands.recipe_costs import recipe_line
+    repo = export_run(out, tag='ens_test_c10', hub_dir=tmp_path / 'hub', tags_file=tmp_path / 'tags.json')
+    card = (repo / 'README.md').read_text()
+    assert f'**Distilled from:** the mean logits of `{TEACHER}` and `resnet20.he_c10` (timm\'s logit' in card
+    assert recipe_line(resumed['config']).endswith(f'distilled from {TEACHER} + resnet20.he_c10')
 
 
 def test_a_teacher_weight_of_one_does_not_touch_the_students_training(cifar_root, tmp_path):
@@ -107,3 +146,6 @@ def test_distill_keys_are_checked():
         load_config(RESNET20, ['distill.temperature=0'])
     with pytest.raises(ConfigError, match='distill.task_weight'):
         load_config(RESNET20, ['distill.task_weight=1.5'])
+    for ensemble in ('[]', f'[{TEACHER}]', f'[{TEACHER}, {TEACHER}]'):  # an ensemble is two or more weights
+        with pytest.raises(ConfigError, match=r'distill.teacher.*a list of at least 2 distinct items'):
+            load_config(RESNET20, [f'distill.teacher={ensemble}'])

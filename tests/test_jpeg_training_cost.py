@@ -68,6 +68,25 @@ def test_score_takes_a_hub_folder_and_scores_jpeg_inputs_against_the_same_weight
     assert out.count('| minus resnet20.x_c10: ') == 6  # each quality against the same weights on the images as they are
 
 
+def test_score_ensembles_every_combination_by_their_mean_logits(experiment, cifar_root, tmp_path, capsys):
+    # three runs: the same weights twice (their ensemble is that net, +0.00 against it) and another net
+    torch.manual_seed(0)
+    nets = [timm.create_model('resnet20').state_dict()] * 2 + [timm.create_model('resnet20').state_dict()]
+    runs = []
+    for i, state in enumerate(nets):
+        run = tmp_path / f'run{i}'
+        (run / 'export').mkdir(parents=True)
+        save_file(state, run / 'export' / 'model.safetensors')
+        (run / 'export' / 'config.json').write_text(json.dumps({'architecture': 'resnet20', 'num_classes': 10}))
+        runs.append(str(run))
+    experiment.main(['score', '--data-dir', str(cifar_root), '--val-size', '300', '--runs', *runs, '--ensembles'])
+    out = capsys.readouterr().out
+    for members in ('run0 + run1', 'run0 + run2', 'run1 + run2', 'run0 + run1 + run2'):
+        assert out.count(f'mean logits of {members}: ') == 3  # exact, JPEG-decoded and all images
+    same = [line for line in out.splitlines() if 'mean logits of run0 + run1: ' in line]
+    assert all(line.endswith('| minus run0: +0.00 points [+0.00, +0.00]') for line in same)
+
+
 def test_score_names_a_folder_without_weights(experiment, cifar_root, tmp_path):
     with pytest.raises(SystemExit, match='holds no exported weights: pass a run folder with export/'):
         experiment.main(['score', '--data-dir', str(cifar_root), '--val-size', '300', '--runs', str(tmp_path)])

@@ -209,7 +209,9 @@ def test_status_estimates_a_queued_runs_eta_from_another_run_of_its_model(runs):
                {'name': 'resnet20.he_c10', 'model': 'resnet20', 'epochs': 180},
                {'name': 'vgg7_bn.short_c10', 'model': 'vgg7_bn', 'epochs': 30},
                # a teacher's forward passes make a distilled run slower than its plain twin: no estimate from it
-               {'name': 'resnet20.short_kd_c10', 'model': 'resnet20', 'epochs': 30, 'teacher': 'resnet56.c10'}]
+               {'name': 'resnet20.short_kd_c10', 'model': 'resnet20', 'epochs': 30, 'teacher': 'resnet56.c10'},
+               {'name': 'resnet20.short_ens_c10', 'model': 'resnet20', 'epochs': 30,
+                'teacher': ['resnet56.c10', 'resnet44.c10']}]
     (runs / 'launcher.json').write_text(json.dumps({'runs': entries}))
     metrics = runs / 'resnet20.short_c10' / 'metrics.csv'
     metrics.parent.mkdir()
@@ -219,7 +221,7 @@ def test_status_estimates_a_queued_runs_eta_from_another_run_of_its_model(runs):
     assert (short['eta_s'], short['eta_estimated']) == (40.0 * 27, False)  # its own median epoch
     assert (he['eta_s'], he['eta_estimated']) == (40.0 * 180, True)
     assert vgg['eta_s'] is None  # no vgg7_bn epoch timed here
-    assert records['resnet20.short_kd_c10']['eta_s'] is None
+    assert records['resnet20.short_kd_c10']['eta_s'] is None and records['resnet20.short_ens_c10']['eta_s'] is None
     printed = launch('status', '--runs-dir', runs).stdout
     assert 'eta ~ 120.0 min' in printed
-    assert 'left: 4 runs, 2.3 h of training for 2 of them' in printed and '2 not timed yet' in printed
+    assert 'left: 5 runs, 2.3 h of training for 2 of them' in printed and '3 not timed yet' in printed

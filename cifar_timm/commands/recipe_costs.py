@@ -47,7 +47,7 @@ def recipe_line(config: dict[str, Any]) -> str:
         parts.append(f"EMA {_g(ema.get('decay'))}" + (' (exported)' if ema.get('export', True) else ''))
     teacher = (config.get('distill') or {}).get('teacher')
     if teacher:
-        parts.append(f'distilled from {teacher}')
+        parts.append(f'distilled from {teacher if isinstance(teacher, str) else " + ".join(teacher)}')
     return '; '.join(parts)
 
 

@@ -103,7 +103,8 @@ DEFAULTS: dict[str, Any] = {
         'mode': 'batch',
     },
     'distill': {                # knowledge distillation (timm's LogitDistillationTask)
-        'teacher': None,        # null | a published weight to learn from, e.g. se_mxresnext29_16x2d.short60_c10
+        'teacher': None,        # null | a published weight to learn from, e.g. se_mxresnext29_16x2d.short60_c10 |
+                                # a list of them, whose mean logits teach
         'temperature': 4.0,     # softmax temperature of both sides of the KL term
         'task_weight': 0.1,     # loss = task_weight * the recipe's loss + (1 - task_weight) * T^2 * KL
     },
@@ -192,7 +193,10 @@ SCHEMA: dict[str, object] = {
     'mixup.switch_prob': _FRACTION,
     'mixup.mode': choice('batch', 'pair', 'elem'),
     'distill.teacher': either(Null('no distillation'),
-                              Text('a published weight, e.g. se_mxresnext29_16x2d.short60_c10')),
+                              Text('a published weight, e.g. se_mxresnext29_16x2d.short60_c10'),
+                              ListOf(Text('a published weight'), min_length=2, distinct=True,
+                                     example='[se_mxresnet20.src_c10, se_mxresnext29_16x2d.short60_c10] (their mean '
+                                             'logits teach)')),
     'distill.temperature': Float(lo=0, lo_open=True),
     'distill.task_weight': _FRACTION,
     'ema.decay': _FRACTION,

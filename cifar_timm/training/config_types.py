@@ -108,24 +108,32 @@ class Choice:
 
 @dataclass(frozen=True)
 class ListOf:
-    """A YAML list whose items are all `item`; `length` fixes how many."""
+    """A YAML list whose items are all `item`; `length` fixes how many, `min_length` how few, `distinct` forbids
+    repeats."""
     item: Any
     length: Optional[int] = None
     example: str = ''
+    min_length: int = 0
+    distinct: bool = False
 
     @property
     def allowed(self) -> str:
-        count = f'{self.length} ' if self.length else ''
+        count = f'{self.length} ' if self.length else f'at least {self.min_length} ' if self.min_length else ''
+        distinct = 'distinct ' if self.distinct else ''
         example = f', e.g. {self.example}' if self.example else ''
-        return f'a list of {count}items, each {self.item.allowed}{example}'
+        return f'a list of {count}{distinct}items, each {self.item.allowed}{example}'
 
     def parse(self, value: Any) -> list:
-        if not isinstance(value, list) or (self.length is not None and len(value) != self.length):
+        if (not isinstance(value, list) or (self.length is not None and len(value) != self.length)
+                or len(value) < self.min_length):
             raise InvalidValue(self.allowed)
         try:
-            return [self.item.parse(v) for v in value]
+            items = [self.item.parse(v) for v in value]
         except InvalidValue:
             raise InvalidValue(self.allowed) from None
+        if self.distinct and len(set(map(repr, items))) < len(items):
+            raise InvalidValue(self.allowed)
+        return items
 
 
 @dataclass(frozen=True)

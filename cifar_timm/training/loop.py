@@ -30,7 +30,7 @@ from . import checkpoint as ckpt
 from .components import build_ema, build_loss, build_mixup, build_optimizer, build_scheduler
 from .config import ConfigError, dump_config
 from .cpu import ThreadGovernor, keep_freed_memory, resolve_channels_last, resolve_mixed_precision
-from .distill import build_distillation, teacher_identity
+from .distill import build_distillation, teacher_identity, teacher_results, teacher_words
 from .export import git_sha, hardware, write_export
 from .mixup import LabelPreservingMixup
 from .run_log import RunLog, as_float, read_metrics
@@ -276,8 +276,8 @@ class _Run:
             raise ckpt.CheckpointError(f'checkpoint is for model {state["config"]["model"]}, not '
                                        f'{self.config["model"]}; resume it with its own config')
         if 'teacher' in state and state['teacher'] != self.teacher:  # checkpoints from before 2026-12-05 have none
-            raise ckpt.CheckpointError(f'checkpoint was trained with {_teacher_words(state["teacher"])}, this run '
-                                       f'has {_teacher_words(self.teacher)}: the config names another teacher, or its '
+            raise ckpt.CheckpointError(f'checkpoint was trained with {teacher_words(state["teacher"])}, this run '
+                                       f'has {teacher_words(self.teacher)}: the config names another teacher, or its '
                                        f'published weights changed since. Resume with the teacher it was trained '
                                        f'with, or start afresh in another output=...')
         self.raw_model.load_state_dict(state['model'])
@@ -563,8 +563,8 @@ class _Run:
             'git_sha': self.git_sha,
             'config': self.resolved_config(),
         }
-        if self.teacher is not None:  # the published weight it learned from, with its tag resolved
-            results.update(distill_teacher=self.teacher['name'], distill_teacher_sha256=self.teacher['sha256'])
+        if self.teacher is not None:  # the published weight(s) it learned from, with tags resolved
+            results.update(teacher_results(self.teacher))
         cfg_overlay = {}  # what the export's pretrained cfg must say beyond the architecture's
         if cfg['data']['mean'] or cfg['data']['std']:  # how its inputs were normalised
             cfg_overlay.update(mean=self.mean, std=self.std)
@@ -623,9 +623,6 @@ def accelerate_autocast_removed(model: torch.nn.Module) -> Iterator[torch.nn.Mod
     finally:
         model.forward = replaced
 
-
-def _teacher_words(teacher: Optional[dict[str, Any]]) -> str:
-    return 'no teacher' if teacher is None else f'teacher {teacher["name"]} (sha256 {teacher["sha256"]})'
 
 
 def _test_summary(results: dict[str, Any]) -> str:

@@ -26,12 +26,14 @@ JPEG-decoded parts with Wilson intervals, and each run against the first on the 
 difference with a 95% interval (normal approximation over the images' correct/wrong pairs). `--runs` also takes
 published hub/<model>.<tag>/ folders. `--test-jpeg-quality 75` scores each run as well on the same images after a JPEG
 round trip at that quality, against the run on them as they are: whether a JPEG-trained net does better on clean
-images once they look like its training images.
+images once they look like its training images. `--ensembles` scores as well every combination of two or more of the
+runs by the mean of their logits, as `distill.teacher: [A, B]` teaches: which weights make the best teacher together.
 The test split is never read.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from pathlib import Path
 from typing import Callable, Optional
@@ -116,7 +118,7 @@ def _weights_folder(run: Path) -> Path:
 
 
 def classifier(run: Path) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The run's exported weights in fp32, as a function from uint8 images (N, 3, 32, 32) to predicted classes."""
+    """The run's exported weights in fp32, as a function from uint8 images (N, 3, 32, 32) to their logits."""
     from cifar_timm.evaluation import create_eval_model
 
     folder = _weights_folder(run)
@@ -128,7 +130,7 @@ def classifier(run: Path) -> Callable[[torch.Tensor], torch.Tensor]:
 
     @torch.no_grad()
     def predict(images: torch.Tensor) -> torch.Tensor:
-        return torch.cat([model((batch.float() / 255 - mean) / std).argmax(1) for batch in images.split(500)])
+        return torch.cat([model((batch.float() / 255 - mean) / std) for batch in images.split(500)])
     return predict
 
 
@@ -146,11 +148,19 @@ def score(args: argparse.Namespace) -> None:
     images, labels, exact = images[in_val], labels[in_val], exact[in_val]
     # (run, None): the images as they are; (run, q): the same images JPEG-encoded at quality q before the net sees them
     inputs = {None: images, **{q: jpeg_round_trip(images, quality=q) for q in args.test_jpeg_quality}}
-    hits = {}
+    hits, logits = {}, {}
     for run in args.runs:
-        predict = classifier(run)  # loaded once, whatever the number of qualities
-        hits.update({(run, q): predict(x) == labels for q, x in inputs.items()})
+        logits_of = classifier(run)  # loaded once, whatever the number of qualities
+        for q, x in inputs.items():
+            out = logits_of(x)
+            hits[run, q] = out.argmax(1) == labels
+            if q is None:
+                logits[run] = out
     reference = args.runs[0]
+    ensembles = {}
+    for size in range(2, len(args.runs) + 1) if args.ensembles else ():
+        for members in itertools.combinations(args.runs, size):
+            ensembles[members] = torch.stack([logits[run] for run in members]).mean(0).argmax(1) == labels
     for part, mask in [('exact', exact), ('JPEG-decoded', ~exact), ('all', torch.ones_like(exact))]:
         print(f'validation, {part} images ({int(mask.sum()):,}):')
         for (run, quality), hit in hits.items():
@@ -163,6 +173,12 @@ def score(args: argparse.Namespace) -> None:
                 line += ' | minus {}: {:+.2f} points [{:+.2f}, {:+.2f}]'.format(
                     against[0].name, *paired_difference(hits[against][mask], hit[mask]))
             print(line)
+        for members, hit in ensembles.items():
+            correct, n = int(hit[mask].sum()), int(mask.sum())
+            lo, hi = wilson_interval(correct, n)
+            print('  mean logits of {}: {:.2f}% [{:.1f}, {:.1f}] | minus {}: {:+.2f} points [{:+.2f}, {:+.2f}]'.format(
+                ' + '.join(run.name for run in members), 100 * correct / n, lo, hi, reference.name,
+                *paired_difference(hits[reference, None][mask], hit[mask])))
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -175,6 +191,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument('--test-jpeg-quality', type=int, nargs='+', default=[], metavar='Q',
                         help='score: also score each run on the same images JPEG-encoded at quality Q, against '
                              'the run on them as they are (meeting a JPEG-trained net halfway at test time)')
+    parser.add_argument('--ensembles', action='store_true',
+                        help='score: also every combination of two or more runs, by the mean of their logits')
     parser.add_argument('--mixed-share', type=float, default=0.0,
                         help='build: also the mixed trees, this share exact (the shared copy: 7,245 / 45,000 = 0.161)')
     parser.add_argument('--oversample', type=int, default=5, help='build: copies of each exact image in mixed_xN')
