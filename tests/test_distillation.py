@@ -15,7 +15,7 @@ from cifar_timm.hub import load_pretrained_tags
 from cifar_timm.training import ConfigError, load_config, train
 from cifar_timm.training.checkpoint import CheckpointError
 from cifar_timm.training.distill import TeacherEnsemble, build_distillation, load_teacher
-from test_training import RESNET20, export_params, tiny
+from training_runs import RESNET20, export_params, tiny
 
 TEACHER = 'resnet20.short_c10'
 ENSEMBLE = [TEACHER, 'resnet20.he_c10']

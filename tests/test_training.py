@@ -20,33 +20,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
 
 import cifar_timm  # noqa: F401  (registers the models)
 from cifar_timm.training import (ConfigError, LabelPreservingMixup, NonFiniteLossError, TrainingInterrupted,
                                   load_config, train)
 from cifar_timm.training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
-
-REPO = Path(__file__).resolve().parents[1]
-TRAIN_PY = REPO / 'recipes' / 'train.py'
-RESNET20 = REPO / 'recipes' / 'configs' / 'resnet20.yaml'
-
-
-def tiny(cifar_root: Path, output: Path, *extra: str) -> list[str]:
-    """Overrides for a seconds-long resnet20 run: 64 images, batch 16, tiny val/test, no progress bar."""
-    return [f'data.dir={cifar_root}', 'data.verify_md5=false', 'data.limit=64', 'data.val_limit=32',
-            'data.test_limit=32', 'batch_size=16', 'epochs=2', f'output={output}', 'log.progress=false',
-            'log.tensorboard=false', 'deterministic=true', *extra]
+from training_runs import REPO, RESNET20, TRAIN_PY, export_params, tiny
 
 
 def run_script(args: list[str], launcher: tuple[str, ...] = (sys.executable,), **kwargs) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED='1')
     return subprocess.Popen([*launcher, str(TRAIN_PY), '--config', str(RESNET20), *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
-
-
-def export_params(output: Path) -> dict[str, torch.Tensor]:
-    return load_file(output / 'export' / 'model.safetensors')
 
 
 # ---- configs ------------------------------------------------------------------------------------------------------

@@ -265,7 +265,7 @@ class _Run:
         self.distill = build_distillation(self.model, cfg['distill'], self.criterion, classes=self.data.classes,
                                           mean=self.mean, std=self.std, device=self.device,
                                           channels_last=self.channels_last)
-        self.teacher = teacher_identity(self.distill) if self.distill is not None else None
+        self.teacher_identity = teacher_identity(self.distill) if self.distill is not None else None
 
     def _restore(self, state: Optional[dict[str, Any]]) -> None:
         self.start_epoch, self.num_updates, self.train_time_s = 0, 0, 0.0
@@ -275,9 +275,9 @@ class _Run:
         if state['config']['model'] != self.config['model']:
             raise ckpt.CheckpointError(f'checkpoint is for model {state["config"]["model"]}, not '
                                        f'{self.config["model"]}; resume it with its own config')
-        if 'teacher' in state and state['teacher'] != self.teacher:  # checkpoints from before 2026-12-05 have none
+        if 'teacher' in state and state['teacher'] != self.teacher_identity:  # checkpoints from before 2026-12-05 have none
             raise ckpt.CheckpointError(f'checkpoint was trained with {teacher_words(state["teacher"])}, this run '
-                                       f'has {teacher_words(self.teacher)}: the config names another teacher, or its '
+                                       f'has {teacher_words(self.teacher_identity)}: the config names another teacher, or its '
                                        f'published weights changed since. Resume with the teacher it was trained '
                                        f'with, or start afresh in another output=...')
         self.raw_model.load_state_dict(state['model'])
@@ -489,7 +489,7 @@ class _Run:
                 'epoch_elapsed_s': self.epoch_elapsed_s,
                 'train_time_s': self.train_time_s,
                 'segments': self.segments,
-                'teacher': self.teacher,
+                'teacher': self.teacher_identity,
                 'rng': rngs,
                 'config': self.config,
             }
@@ -563,8 +563,8 @@ class _Run:
             'git_sha': self.git_sha,
             'config': self.resolved_config(),
         }
-        if self.teacher is not None:  # the published weight(s) it learned from, with tags resolved
-            results.update(teacher_results(self.teacher))
+        if self.teacher_identity is not None:  # the published weight(s) it learned from, with tags resolved
+            results.update(teacher_results(self.teacher_identity))
         cfg_overlay = {}  # what the export's pretrained cfg must say beyond the architecture's
         if cfg['data']['mean'] or cfg['data']['std']:  # how its inputs were normalised
             cfg_overlay.update(mean=self.mean, std=self.std)
