@@ -275,11 +275,12 @@ class _Run:
         if state['config']['model'] != self.config['model']:
             raise ckpt.CheckpointError(f'checkpoint is for model {state["config"]["model"]}, not '
                                        f'{self.config["model"]}; resume it with its own config')
-        if 'teacher' in state and state['teacher'] != self.teacher_identity:  # checkpoints from before 2026-12-05 have none
+        # checkpoints from before 2026-12-05 have no teacher record
+        if 'teacher' in state and state['teacher'] != self.teacher_identity:
             raise ckpt.CheckpointError(f'checkpoint was trained with {teacher_words(state["teacher"])}, this run '
-                                       f'has {teacher_words(self.teacher_identity)}: the config names another teacher, or its '
-                                       f'published weights changed since. Resume with the teacher it was trained '
-                                       f'with, or start afresh in another output=...')
+                                       f'has {teacher_words(self.teacher_identity)}: the config names another '
+                                       f'teacher, or its published weights changed since. Resume with the teacher it '
+                                       f'was trained with, or start afresh in another output=...')
         self.raw_model.load_state_dict(state['model'])
         self.optimizer.load_state_dict(state['optimizer'])
         if self.scheduler is not None:
@@ -622,7 +623,6 @@ def accelerate_autocast_removed(model: torch.nn.Module) -> Iterator[torch.nn.Mod
         yield model
     finally:
         model.forward = replaced
-
 
 
 def _test_summary(results: dict[str, Any]) -> str:
