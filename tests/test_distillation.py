@@ -72,6 +72,12 @@ def test_an_ensemble_teaches_the_mean_of_its_members_logits():
                  / torch.tensor(m.pretrained_cfg['std']).view(1, 3, 1, 1)) for m in members]
     torch.testing.assert_close(seen, (own[0] + own[1]) / 2, atol=1e-4, rtol=1e-4)
     assert not torch.allclose(own[0], own[1], atol=1e-2)  # two different teachers, so the mean is a real mix
+    # the zoo's weights all use CIFAR-10's mean/std so far: a member normalised otherwise gets its own normalisation
+    other = load_teacher(ENSEMBLE[1], CIFAR10_CLASSES)
+    other.pretrained_cfg = {**other.pretrained_cfg, 'mean': (0.5, 0.5, 0.5), 'std': (0.25, 0.25, 0.25)}
+    with torch.no_grad():
+        mixed, expected = TeacherEnsemble([members[0], other])(pixels), (own[0] + other((pixels - 0.5) / 0.25)) / 2
+    torch.testing.assert_close(mixed, expected, atol=1e-4, rtol=1e-4)
 
 
 def test_a_distilled_run_records_its_teacher(cifar_root, tmp_path):
