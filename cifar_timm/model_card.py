@@ -193,11 +193,11 @@ def _teacher_line(r: dict[str, Any]) -> str:
         return ''
     d = (r.get('config') or {}).get('distill') or {}
     if isinstance(teacher, list):  # an ensemble
-        names = ' and '.join(f'`{t}`' for t in teacher)
-        return (f"- **Distilled from:** the mean logits of {names} (timm's logit distillation: temperature "
-                f"{d.get('temperature')}, {d.get('task_weight')} x the label loss + the rest x the teachers' KL)\n")
-    return (f"- **Distilled from:** `{teacher}` (timm's logit distillation: temperature {d.get('temperature')}, "
-            f"{d.get('task_weight')} x the label loss + the rest x the teacher's KL)\n")
+        source, whose = 'the mean logits of ' + ' and '.join(f'`{t}`' for t in teacher), "teachers'"
+    else:
+        source, whose = f'`{teacher}`', "teacher's"
+    return (f"- **Distilled from:** {source} (timm's logit distillation: temperature {d.get('temperature')}, "
+            f"{d.get('task_weight')} x the label loss + the rest x the {whose} KL)\n")
 
 
 def _results_section(f: CardFacts) -> str:

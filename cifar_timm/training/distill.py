@@ -70,14 +70,14 @@ class TeacherEnsemble(torch.nn.Module):
     def __init__(self, members: Sequence[torch.nn.Module]):
         super().__init__()
         self.members = torch.nn.ModuleList(members)
-        for i, member in enumerate(members):
-            self.register_buffer(f'mean{i}', torch.tensor(member.pretrained_cfg['mean']).view(1, -1, 1, 1), False)
-            self.register_buffer(f'std{i}', torch.tensor(member.pretrained_cfg['std']).view(1, -1, 1, 1), False)
+        # one (channels, 1, 1) row per member: it broadcasts over a batch (N, channels, H, W)
+        for key in ('mean', 'std'):
+            values = torch.tensor([member.pretrained_cfg[key] for member in members])
+            self.register_buffer(f'{key}s', values[:, :, None, None], persistent=False)
         self.pretrained_cfg = {'mean': (0.0, 0.0, 0.0), 'std': (1.0, 1.0, 1.0)}
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        logits = [member((pixels - getattr(self, f'mean{i}')) / getattr(self, f'std{i}'))
-                  for i, member in enumerate(self.members)]
+        logits = [member((pixels - mean) / std) for member, mean, std in zip(self.members, self.means, self.stds)]
         return torch.stack(logits).mean(0)
 
 

@@ -157,29 +157,26 @@ def score(args: argparse.Namespace) -> None:
             if q is None:
                 logits[run] = out
     reference = args.runs[0]
-    ensembles = {}
+    rows = []  # (name, hits, and the name and hits of the row it is compared with, or None)
+    for (run, quality), hit in hits.items():
+        name = run.name if quality is None else f'{run.name}, inputs JPEG q{quality}'
+        against = (reference, None) if quality is None else (run, None)
+        rows.append((name, hit, None if (run, quality) == against else (against[0].name, hits[against])))
     for size in range(2, len(args.runs) + 1) if args.ensembles else ():
         for members in itertools.combinations(args.runs, size):
-            ensembles[members] = torch.stack([logits[run] for run in members]).mean(0).argmax(1) == labels
+            hit = torch.stack([logits[run] for run in members]).mean(0).argmax(1) == labels
+            rows.append((f'mean logits of {" + ".join(run.name for run in members)}', hit,
+                         (reference.name, hits[reference, None])))
     for part, mask in [('exact', exact), ('JPEG-decoded', ~exact), ('all', torch.ones_like(exact))]:
         print(f'validation, {part} images ({int(mask.sum()):,}):')
-        for (run, quality), hit in hits.items():
+        for name, hit, against in rows:
             correct, n = int(hit[mask].sum()), int(mask.sum())
             lo, hi = wilson_interval(correct, n)
-            name = run.name if quality is None else f'{run.name}, inputs JPEG q{quality}'
-            against = (reference, None) if quality is None else (run, None)
             line = f'  {name}: {100 * correct / n:.2f}% [{lo:.1f}, {hi:.1f}]'
-            if (run, quality) != against:
+            if against is not None:
                 line += ' | minus {}: {:+.2f} points [{:+.2f}, {:+.2f}]'.format(
-                    against[0].name, *paired_difference(hits[against][mask], hit[mask]))
+                    against[0], *paired_difference(against[1][mask], hit[mask]))
             print(line)
-        for members, hit in ensembles.items():
-            correct, n = int(hit[mask].sum()), int(mask.sum())
-            lo, hi = wilson_interval(correct, n)
-            print('  mean logits of {}: {:.2f}% [{:.1f}, {:.1f}] | minus {}: {:+.2f} points [{:+.2f}, {:+.2f}]'.format(
-                ' + '.join(run.name for run in members), 100 * correct / n, lo, hi, reference.name,
-                *paired_difference(hits[reference, None][mask], hit[mask])))
-
 
 def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
