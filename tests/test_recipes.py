@@ -30,7 +30,7 @@ SHORT = {'resnet20', 'cifarnet', 'xresnet20', 'vgg7_bn'}
 SHORT60 = {'xresnet20', 'hybrid_resnet26', 'resnet32', 'se_mxresnet20', 'se_mxresnext29_16x2d', 'vgg7_bn'}
 # ... and those with a teacher (distill.teacher): <model>_short_kd.yaml and <model>_short60_kd.yaml
 SHORT_KD = {'resnet20'}
-SHORT60_KD = {'resnet20', 'resnet32', 'se_mxresnext29_16x2d'}
+SHORT60_KD = {'resnet20', 'resnet32', 'hybrid_resnet26', 'se_mxresnext29_16x2d'}
 RECIPE_SUFFIXES = ('_short60_kd', '_short_kd', '_short60', '_short')
 
 
