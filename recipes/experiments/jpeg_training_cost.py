@@ -178,6 +178,7 @@ def score(args: argparse.Namespace) -> None:
                     against[0], *paired_difference(against[1][mask], hit[mask]))
             print(line)
 
+
 def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('command', nargs='?', choices=('build', 'score'), default='build')
