@@ -28,15 +28,18 @@ PUBLISHED = {
 # <model>_short60.yaml (60).
 SHORT = {'resnet20', 'cifarnet', 'xresnet20', 'vgg7_bn'}
 SHORT60 = {'xresnet20', 'hybrid_resnet26', 'resnet32', 'se_mxresnet20', 'se_mxresnext29_16x2d', 'vgg7_bn'}
-# ... and those with a teacher (distill.teacher): <model>_short_kd.yaml and <model>_short60_kd.yaml
+# ... and those with a teacher (distill.teacher): <model>_short_kd.yaml and <model>_short60_kd.yaml, and
+# <model>_short60_kd2.yaml, whose teachers include that model's own distilled weight
 SHORT_KD = {'resnet20'}
 SHORT60_KD = {'resnet20', 'resnet32', 'hybrid_resnet26', 'se_mxresnext29_16x2d'}
-RECIPE_SUFFIXES = ('_short60_kd', '_short_kd', '_short60', '_short')
+SHORT60_KD2 = {'se_mxresnext29_16x2d'}
+RECIPE_SUFFIXES = ('_short60_kd2', '_short60_kd', '_short_kd', '_short60', '_short')
 
 
 def test_every_published_weight_has_a_recipe():
     assert {p.stem for p in CONFIGS} == (PUBLISHED | {f'{m}_short' for m in SHORT} | {f'{m}_short60' for m in SHORT60}
-                                         | {f'{m}_short_kd' for m in SHORT_KD} | {f'{m}_short60_kd' for m in SHORT60_KD})
+                                         | {f'{m}_short_kd' for m in SHORT_KD} | {f'{m}_short60_kd' for m in SHORT60_KD}
+                                         | {f'{m}_short60_kd2' for m in SHORT60_KD2})
 
 
 def test_cpu_queue_names_existing_recipes_and_their_models():
